@@ -1,0 +1,52 @@
+# invoice_seq: gap-free invoice numbering for PostgreSQL
+#
+#   make && make install          build and install (PGXS)
+#   make installcheck             all suites, each on a throwaway instance
+#   make regresscheck | isolationcheck | tapcheck
+#                                 one suite
+#
+# The suites start their own server with the extension preloaded, so they
+# must run as an ordinary user (initdb refuses root); test/run_all does the
+# whole job from a fresh machine.
+
+MODULE_big = invoice_seq
+OBJS = \
+	src/audit.o \
+	src/invoice_seq.o \
+	src/ledger.o \
+	src/request.o \
+	src/sequencer.o \
+	src/series.o
+PGFILEDESC = "invoice_seq - gap-free, crash-safe invoice numbering"
+
+EXTENSION = invoice_seq
+DATA = invoice_seq--1.0.sql
+
+REGRESS = series reserve confirm_void check_series
+REGRESS_OPTS = --temp-instance=tmp_check_regress \
+	--temp-config=$(srcdir)/test/regress.conf
+
+ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve
+ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-instance=tmp_check_iso \
+	--temp-config=$(srcdir)/test/isolation.conf
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+PROVE_FLAGS = -I $(srcdir)/test/perl
+
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: regresscheck isolationcheck tapcheck
+
+regresscheck:
+	$(pg_regress_installcheck) $(REGRESS_OPTS) $(REGRESS)
+
+isolationcheck:
+	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
+
+tapcheck:
+	$(prove_installcheck)

@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.c
+ *		check_series(): the health report of the ledger.
+ *
+ * No rows means healthy.  A 'gap' row is a number between a period's
+ * start_at and its highest number that has no ledger entry; a
+ * 'stale_reservation' row is a number reserved longer ago than the series'
+ * stale_after and neither confirmed nor voided.  The system never voids a
+ * stale reservation by itself: the integrator may have accepted the invoice
+ * while the confirm was lost, so only a person (or the application's
+ * reconciliation) can say whether to confirm or void it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "invoice_seq.h"
+
+PG_FUNCTION_INFO_V1(invoice_seq_check_series);
+
+/*
+ * $1 is a series id, or NULL for all series.  Gaps come from comparing each
+ * entry with the previous one of its period, so the query reads the ledger
+ * once, in index order.
+ */
+static const char *check_query =
+"WITH s AS ("
+"  SELECT id, name, start_at, stale_after FROM invoice_seq.series_def"
+"  WHERE $1 IS NULL OR id OPERATOR(pg_catalog.=) $1"
+"), e AS ("
+"  SELECT e.series_id, e.period, e.invoice_no, e.status, e.reserved_at,"
+"         e.reserved_by,"
+"         pg_catalog.lag(e.invoice_no) OVER (PARTITION BY e.series_id, e.period"
+"                                            ORDER BY e.invoice_no) AS prev"
+"  FROM invoice_seq.ledger_entry e"
+"  WHERE e.series_id IN (SELECT id FROM s)"
+")"
+" SELECT s.name, e.period, g.n, 'gap',"
+"        pg_catalog.format('missing from the ledger; the neighbouring entries are %s and %s',"
+"                          COALESCE(e.prev::pg_catalog.text, 'none'), e.invoice_no)"
+" FROM e JOIN s ON s.id OPERATOR(pg_catalog.=) e.series_id,"
+"      pg_catalog.generate_series(COALESCE(e.prev OPERATOR(pg_catalog.+) 1, s.start_at),"
+"                                 e.invoice_no OPERATOR(pg_catalog.-) 1) AS g(n)"
+" UNION ALL"
+" SELECT s.name, e.period, e.invoice_no, 'stale_reservation',"
+"        pg_catalog.format('reserved at %s by %s, longer ago than stale_after (%s); confirm or void it',"
+"                          e.reserved_at, e.reserved_by, s.stale_after)"
+" FROM e JOIN s ON s.id OPERATOR(pg_catalog.=) e.series_id"
+" WHERE e.status OPERATOR(pg_catalog.=) 'reserved'"
+"   AND e.reserved_at OPERATOR(pg_catalog.<)"
+"       (pg_catalog.now() OPERATOR(pg_catalog.-) s.stale_after)"
+" ORDER BY 1, 2, 3, 4";
+
+/* invoice_seq.check_series(series) RETURNS TABLE(series, period, invoice_no, problem, detail) */
+Datum
+invoice_seq_check_series(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		arg = (Datum) 0;
+	char		argnull = 'n';
+	Oid			argtype = INT4OID;
+	uint64		i;
+	int			rc;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+
+	if (!PG_ARGISNULL(0))
+	{
+		char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+		InvoiceSeries series;
+
+		series_check_name(name);
+		if (!series_lookup(name, &series))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("invoice series \"%s\" does not exist", name)));
+		arg = Int32GetDatum(series.id);
+		argnull = ' ';
+	}
+
+	rc = SPI_execute_with_args(check_query, 1, &argtype, &arg, &argnull, true, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking the ledger");
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5];
+		int			col;
+
+		for (col = 0; col < 5; col++)
+			values[col] = SPI_getbinval(SPI_tuptable->vals[i],
+										SPI_tuptable->tupdesc,
+										col + 1, &nulls[col]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+
+	return (Datum) 0;
+}

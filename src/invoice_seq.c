@@ -1,0 +1,165 @@
+/*-------------------------------------------------------------------------
+ *
+ * invoice_seq.c
+ *		Module load: settings, shared memory and the sequencer's
+ *		registration, plus small helpers every other file uses.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
+
+#include "invoice_seq.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* Settings; see README.md for what each one is for. */
+char	   *invoice_seq_database = NULL;
+int			invoice_seq_lock_timeout = 5000;
+int			invoice_seq_max_batch_size = ISEQ_MAX_BATCH;
+int			invoice_seq_sequencer_timeout = 10000;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void invoice_seq_shmem_request(void);
+static void invoice_seq_shmem_startup(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("invoice_seq.lock_timeout",
+							"How long the sequencer retries the lock of a series that another transaction holds.",
+							"After this time the waiting reservation fails instead of hanging.",
+							&invoice_seq_lock_timeout,
+							5000, 1, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("invoice_seq.max_batch_size",
+							"Largest number of reservations the sequencer commits in one transaction.",
+							NULL,
+							&invoice_seq_max_batch_size,
+							ISEQ_MAX_BATCH, 1, ISEQ_MAX_BATCH,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("invoice_seq.sequencer_timeout",
+							"How long a reservation waits for a sequencer that is not running.",
+							"Zero fails at once.",
+							&invoice_seq_sequencer_timeout,
+							10000, 0, 3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		/* can't define PGC_POSTMASTER variables after startup */
+		DefineCustomStringVariable("invoice_seq.database",
+								   "Database in which the sequencer reserves invoice numbers.",
+								   NULL,
+								   &invoice_seq_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
+	}
+
+	MarkGUCPrefixReserved("invoice_seq");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = invoice_seq_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = invoice_seq_shmem_startup;
+
+	invoice_seq_register_sequencer();
+}
+
+static void
+invoice_seq_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	RequestAddinShmemSpace(request_shmem_size());
+	RequestNamedLWLockTranche("invoice_seq", 1);
+}
+
+static void
+invoice_seq_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	request_shmem_init();
+}
+
+/*
+ * The role that owns the extension's objects: the owner of its schema, which
+ * CREATE EXTENSION created.  The API functions check the caller's rights and
+ * then read and write the extension's tables as this role, so that callers
+ * need no privileges on the tables themselves.
+ */
+Oid
+invoice_seq_owner(void)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", true);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(nspid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"invoice_seq\" does not exist"),
+				 errhint("Run CREATE EXTENSION invoice_seq.")));
+
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for namespace %u", nspid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+
+	return owner;
+}
+
+/*
+ * Switch to the extension's owner, saving the caller's identity so that the
+ * caller can switch back with SetUserIdAndSecContext().  An error aborts the
+ * (sub)transaction, which restores the identity by itself.
+ */
+void
+invoice_seq_become_owner(Oid *save_userid, int *save_sec_context)
+{
+	Oid			owner = invoice_seq_owner();
+
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(owner,
+						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Raise an internal error unless an SPI call returned what we expected. */
+void
+invoice_seq_spi_check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("invoice_seq: %s failed: %s",
+						what, SPI_result_code_string(rc))));
+}

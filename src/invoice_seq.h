@@ -1,0 +1,175 @@
+/*-------------------------------------------------------------------------
+ *
+ * invoice_seq.h
+ *		Shared declarations of the invoice_seq extension.
+ *
+ * The extension hands out gap-free invoice numbers.  A number is reserved
+ * by a background worker, the sequencer, in a short transaction of its own;
+ * backends hand it requests through the shared memory described here and
+ * sleep on their latch until it answers.  See docs/design.md.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVOICE_SEQ_H
+#define INVOICE_SEQ_H
+
+#include "datatype/timestamp.h"
+#include "pgtime.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+/* Limits on what the API accepts (bytes, excluding the terminator). */
+#define ISEQ_MAX_SERIES_NAME	63
+#define ISEQ_MAX_KEY			255
+#define ISEQ_MAX_FORMAT			128
+#define ISEQ_MAX_DISPLAY		255
+#define ISEQ_MAX_PERIOD			7	/* "2026-11" */
+#define ISEQ_MAX_EXTERNAL_REF	255
+#define ISEQ_MAX_REASON			1000
+#define ISEQ_MAX_ERRTEXT		511
+
+/*
+ * A batch never holds more subtransactions than a PGPROC caches subxids
+ * (PGPROC_MAX_CACHED_SUBXIDS), so that other backends' snapshots never
+ * overflow into pg_subtrans while a batch is in progress.
+ */
+#define ISEQ_MAX_BATCH			64
+
+/*
+ * locktag_field4 of the advisory lock that serialises one series.  SQL-level
+ * advisory locks use 1 and 2 there, so ours cannot collide with an
+ * application's pg_advisory_xact_lock().
+ */
+#define ISEQ_LOCK_CLASS			0x4953
+
+/* How a series restarts its numbering. */
+typedef enum SeriesReset
+{
+	SERIES_RESET_NEVER,
+	SERIES_RESET_YEARLY,
+	SERIES_RESET_MONTHLY
+} SeriesReset;
+
+/* A series definition, as read from invoice_seq.series_def. */
+typedef struct InvoiceSeries
+{
+	int32		id;
+	char		name[ISEQ_MAX_SERIES_NAME + 1];
+	int64		start_at;
+	SeriesReset reset;
+	char		format[ISEQ_MAX_FORMAT + 1];
+	char		time_zone[TZ_STRLEN_MAX + 1];
+} InvoiceSeries;
+
+/* One ledger entry as handed back to a caller of reserve. */
+typedef struct ReservedNumber
+{
+	char		period[ISEQ_MAX_PERIOD + 1];
+	int64		invoice_no;
+	char		display_no[ISEQ_MAX_DISPLAY + 1];
+	char		status[16];
+	TimestampTz reserved_at;
+} ReservedNumber;
+
+/* An error to be re-raised in the requesting backend. */
+typedef struct RequestError
+{
+	int			sqlerrcode;
+	char		message[ISEQ_MAX_ERRTEXT + 1];
+	char		detail[ISEQ_MAX_ERRTEXT + 1];
+	char		hint[ISEQ_MAX_ERRTEXT + 1];
+} RequestError;
+
+/*
+ * Life cycle of a request slot.  Each backend owns the slot indexed by its
+ * pgprocno, so a backend never waits for a free slot held by someone else.
+ *
+ *	FREE	-> QUEUED	backend submits (and appends the slot to the queue)
+ *	QUEUED	-> FREE		backend withdraws (cancel, timeout)
+ *	QUEUED	-> WORKING	sequencer takes it into a batch
+ *	WORKING -> DONE		sequencer answers; or -> FREE if the backend left
+ *	DONE	-> FREE		backend reads the answer
+ */
+typedef enum RequestState
+{
+	REQUEST_FREE = 0,
+	REQUEST_QUEUED,
+	REQUEST_WORKING,
+	REQUEST_DONE
+} RequestState;
+
+typedef struct SequencerRequest
+{
+	RequestState state;
+	bool		abandoned;		/* requester stopped waiting */
+	bool		committing;		/* its batch has started to commit */
+	TimestampTz submitted_at;
+
+	/* the request */
+	int32		series_id;
+	char		series[ISEQ_MAX_SERIES_NAME + 1];
+	char		role[NAMEDATALEN];
+	bool		has_key;
+	char		key[ISEQ_MAX_KEY + 1];
+
+	/* the answer, valid once state is REQUEST_DONE */
+	bool		ok;
+	ReservedNumber result;
+	RequestError error;
+} SequencerRequest;
+
+typedef struct SequencerShared
+{
+	LWLock	   *lock;			/* protects everything below */
+	pid_t		sequencer_pid;	/* 0 while no sequencer is running */
+	Latch	   *sequencer_latch;
+	int			nslots;
+	/* FIFO of slot numbers in state QUEUED */
+	int			queue_head;
+	int			queue_len;
+	SequencerRequest slots[FLEXIBLE_ARRAY_MEMBER];
+	/* followed by the queue itself: nslots ints */
+} SequencerShared;
+
+/* invoice_seq.c */
+extern char *invoice_seq_database;
+extern int	invoice_seq_lock_timeout;
+extern int	invoice_seq_max_batch_size;
+extern int	invoice_seq_sequencer_timeout;
+extern SequencerShared *sequencer_shared;
+
+extern Oid	invoice_seq_owner(void);
+extern void invoice_seq_become_owner(Oid *save_userid, int *save_sec_context);
+extern void invoice_seq_spi_check(int rc, int expected, const char *what);
+
+/* series.c */
+extern bool series_lookup(const char *name, InvoiceSeries *series);
+extern bool series_lookup_by_id(int32 id, InvoiceSeries *series);
+extern void series_check_name(const char *name);
+extern void series_lock_tag(LOCKTAG *tag, int32 series_id);
+extern void series_lock(int32 series_id);
+extern bool series_try_lock(int32 series_id);
+extern void series_period(const InvoiceSeries *series, TimestampTz ts,
+						  char *period);
+extern void series_render(const InvoiceSeries *series, int64 invoice_no,
+						  TimestampTz ts, char *display_no);
+extern const char *series_reset_name(SeriesReset reset);
+
+/* ledger.c */
+extern void ledger_reserve(const InvoiceSeries *series, const char *key,
+						   const char *role, TimestampTz now,
+						   ReservedNumber *result);
+
+/* request.c */
+extern Size request_shmem_size(void);
+extern void request_shmem_init(void);
+extern void request_queue_push(int slotno);
+extern int	request_queue_pop(void);
+
+/* sequencer.c */
+extern void invoice_seq_register_sequencer(void);
+extern PGDLLEXPORT void invoice_seq_sequencer_main(Datum main_arg);
+
+#endif							/* INVOICE_SEQ_H */

@@ -1,0 +1,461 @@
+/*-------------------------------------------------------------------------
+ *
+ * sequencer.c
+ *		The sequencer: a background worker that reserves invoice numbers in
+ *		short transactions of its own.
+ *
+ * The sequencer takes every request that is queued (up to
+ * invoice_seq.max_batch_size), runs each one in its own subtransaction of a
+ * single transaction, commits that transaction with synchronous_commit on,
+ * and only then answers the requesters.  One WAL flush thus serves the whole
+ * batch, and one bad request fails alone.
+ *
+ * A series is serialised by its series lock, a transaction-level advisory
+ * lock that the sequencer holds from the allocation until the batch commits.
+ * The sequencer never waits for that lock: a client transaction may hold it
+ * (an uncommitted alter_series) while its backend waits for the sequencer, a
+ * cycle the deadlock detector cannot see.  A request whose series lock is
+ * busy is set aside and retried with the next batches, until
+ * invoice_seq.lock_timeout has passed; other series go on meanwhile.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "invoice_seq.h"
+
+/* How often a request whose series lock is busy is retried. */
+#define RETRY_INTERVAL_MS	10
+
+typedef enum EntryOutcome
+{
+	ENTRY_PENDING,				/* not tried yet, or its series lock was busy */
+	ENTRY_OK,
+	ENTRY_FAILED
+} EntryOutcome;
+
+/* A request taken from the queue, copied out of shared memory. */
+typedef struct BatchEntry
+{
+	int			slotno;
+	int32		series_id;
+	char		series[ISEQ_MAX_SERIES_NAME + 1];
+	char		role[NAMEDATALEN];
+	bool		has_key;
+	char		key[ISEQ_MAX_KEY + 1];
+	TimestampTz give_up_at;		/* when a busy series lock becomes an error */
+
+	EntryOutcome outcome;
+	ReservedNumber result;
+	RequestError error;
+} BatchEntry;
+
+/* Requests taken from the queue and not answered yet. */
+static BatchEntry pending[ISEQ_MAX_BATCH];
+static int	npending = 0;
+
+static MemoryContext batch_context = NULL;
+
+/* Reservation times never go backwards, even if the clock does. */
+static TimestampTz last_batch_time = 0;
+
+static void sequencer_configure(void);
+static void sequencer_detach(int code, Datum arg);
+static int	take_requests(void);
+static void run_batch(void);
+static void process_entry(BatchEntry *entry, TimestampTz now);
+static void answer_entries(void);
+static void set_error(RequestError *error, int sqlerrcode, const char *message,
+					  const char *detail, const char *hint);
+
+void
+invoice_seq_register_sequencer(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "invoice_seq");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "invoice_seq_sequencer_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "invoice_seq sequencer");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "invoice_seq sequencer");
+	RegisterBackgroundWorker(&worker);
+}
+
+void
+invoice_seq_sequencer_main(Datum main_arg)
+{
+	/*
+	 * SIGTERM uses die(), as database-connected workers do: the exit happens
+	 * at the next CHECK_FOR_INTERRUPTS(), even inside a wait for a
+	 * synchronous standby, so that a shutdown is never held up.  An exit in
+	 * the middle of a batch is safe: the batch aborts, and
+	 * sequencer_detach() answers its requesters.
+	 */
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(invoice_seq_database, NULL, 0);
+	sequencer_configure();
+
+	batch_context = AllocSetContextCreate(TopMemoryContext,
+										  "invoice_seq batch",
+										  ALLOCSET_DEFAULT_SIZES);
+
+	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
+	sequencer_shared->sequencer_pid = MyProcPid;
+	sequencer_shared->sequencer_latch = MyLatch;
+	LWLockRelease(sequencer_shared->lock);
+	before_shmem_exit(sequencer_detach, (Datum) 0);
+
+	ereport(LOG,
+			(errmsg("invoice_seq sequencer started in database \"%s\"",
+					invoice_seq_database)));
+
+	for (;;)
+	{
+		int			taken;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			sequencer_configure();
+		}
+
+		taken = take_requests();
+		if (npending > 0)
+		{
+			run_batch();
+			MemoryContextReset(batch_context);
+		}
+
+		/*
+		 * Sleep only when the queue was empty; requests that arrived during
+		 * the batch are taken at once.  Requests set aside for a busy series
+		 * lock are retried after a short sleep.
+		 */
+		if (taken == 0)
+			(void) WaitLatch(MyLatch,
+							 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+							 (npending > 0 ? WL_TIMEOUT : 0),
+							 RETRY_INTERVAL_MS,
+							 PG_WAIT_EXTENSION);
+	}
+}
+
+/*
+ * Session settings the sequencer relies on, whatever postgresql.conf says:
+ * durable commits, a fresh snapshot per statement, and no wait on a lock
+ * that lasts longer than invoice_seq.lock_timeout.
+ */
+static void
+sequencer_configure(void)
+{
+	char		lock_timeout[32];
+
+	snprintf(lock_timeout, sizeof(lock_timeout), "%d", invoice_seq_lock_timeout);
+
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", lock_timeout, PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * Exit callback: no request may be left waiting for a sequencer that is
+ * gone.  Requests whose batch had started to commit may have been reserved;
+ * the others certainly were not.
+ */
+static void
+sequencer_detach(int code, Datum arg)
+{
+	int			i;
+
+	for (i = 0; i < npending; i++)
+	{
+		BatchEntry *entry = &pending[i];
+
+		if (entry->outcome == ENTRY_OK &&
+			sequencer_shared->slots[entry->slotno].committing)
+			set_error(&entry->error, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					  "invoice_seq sequencer exited while committing a reservation",
+					  psprintf("A number of series \"%s\" may have been reserved.",
+							   entry->series),
+					  "Retry with the same idempotency key, or look for the reservation in invoice_seq.ledger.");
+		else
+			set_error(&entry->error, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					  "invoice_seq sequencer exited before reserving a number",
+					  psprintf("No number of series \"%s\" was reserved.",
+							   entry->series),
+					  "Retry; the sequencer is restarted automatically.");
+		entry->outcome = ENTRY_FAILED;
+	}
+	answer_entries();
+
+	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
+	sequencer_shared->sequencer_pid = 0;
+	sequencer_shared->sequencer_latch = NULL;
+	LWLockRelease(sequencer_shared->lock);
+}
+
+/* Move queued requests into the batch.  Returns how many were taken. */
+static int
+take_requests(void)
+{
+	int			taken = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
+	while (npending < invoice_seq_max_batch_size)
+	{
+		int			slotno = request_queue_pop();
+		SequencerRequest *slot;
+		BatchEntry *entry;
+
+		if (slotno < 0)
+			break;
+		slot = &sequencer_shared->slots[slotno];
+		Assert(slot->state == REQUEST_QUEUED);
+		slot->state = REQUEST_WORKING;
+
+		entry = &pending[npending++];
+		entry->slotno = slotno;
+		entry->series_id = slot->series_id;
+		strlcpy(entry->series, slot->series, sizeof(entry->series));
+		strlcpy(entry->role, slot->role, sizeof(entry->role));
+		entry->has_key = slot->has_key;
+		strlcpy(entry->key, slot->key, sizeof(entry->key));
+		entry->give_up_at = TimestampTzPlusMilliseconds(now, invoice_seq_lock_timeout);
+		entry->outcome = ENTRY_PENDING;
+		taken++;
+	}
+	LWLockRelease(sequencer_shared->lock);
+
+	return taken;
+}
+
+/*
+ * Run every pending request in one transaction, commit it, and answer.
+ */
+static void
+run_batch(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	if (now < last_batch_time)
+		now = last_batch_time;
+	last_batch_time = now;
+
+	MemoryContextSwitchTo(batch_context);
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+
+		/*
+		 * SPI needs an outer snapshot; each statement then takes a fresh one
+		 * of its own, so that a statement run after the series lock was
+		 * granted sees what the lock's previous holder committed.
+		 */
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "reserving invoice numbers");
+
+		for (i = 0; i < npending; i++)
+			process_entry(&pending[i], now);
+
+		/* From here on, a reservation may be durable even if we die. */
+		LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < npending; i++)
+			if (pending[i].outcome == ENTRY_OK)
+				sequencer_shared->slots[pending[i].slotno].committing = true;
+		LWLockRelease(sequencer_shared->lock);
+
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/*
+		 * The batch failed as a whole, outside any one request (at commit,
+		 * say).  Nothing of it was committed: fail every request it
+		 * answered, log the error, and go on with the next batch.
+		 */
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(batch_context);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+
+		for (i = 0; i < npending; i++)
+		{
+			if (pending[i].outcome == ENTRY_PENDING)
+				continue;
+			set_error(&pending[i].error, edata->sqlerrcode, edata->message,
+					  psprintf("No number of series \"%s\" was reserved.",
+							   pending[i].series),
+					  "Retry the reservation.");
+			pending[i].outcome = ENTRY_FAILED;
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	pgstat_report_activity(STATE_IDLE, NULL);
+	answer_entries();
+}
+
+/*
+ * Reserve one number, in a subtransaction of the batch.  Leaves the entry
+ * PENDING if its series lock is busy and lock_timeout has not passed yet.
+ */
+static void
+process_entry(BatchEntry *entry, TimestampTz now)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+
+	PG_TRY();
+	{
+		if (series_try_lock(entry->series_id))
+		{
+			InvoiceSeries series;
+
+			if (!series_lookup_by_id(entry->series_id, &series))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("invoice series \"%s\" does not exist", entry->series),
+						 errdetail("It was dropped while the reservation waited.")));
+			ledger_reserve(&series, entry->has_key ? entry->key : NULL,
+						   entry->role, now, &entry->result);
+			entry->outcome = ENTRY_OK;
+		}
+		else if (GetCurrentTimestamp() >= entry->give_up_at)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("could not lock invoice series \"%s\" within invoice_seq.lock_timeout (%d ms)",
+							entry->series, invoice_seq_lock_timeout),
+					 errdetail("Another transaction holds the series lock, for example an uncommitted alter_series or drop_series. No number was reserved."),
+					 errhint("Commit or roll back that transaction, then retry.")));
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		set_error(&entry->error, edata->sqlerrcode, edata->message,
+				  edata->detail, edata->hint);
+		entry->outcome = ENTRY_FAILED;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Hand the answers of all finished entries to their requesters and drop
+ * those entries from the batch; entries still PENDING stay for the next one.
+ */
+static void
+answer_entries(void)
+{
+	int			wake[ISEQ_MAX_BATCH];
+	int			nwake = 0;
+	int			kept = 0;
+	int			i;
+
+	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < npending; i++)
+	{
+		BatchEntry *entry = &pending[i];
+		SequencerRequest *slot = &sequencer_shared->slots[entry->slotno];
+
+		if (entry->outcome == ENTRY_PENDING)
+		{
+			pending[kept++] = *entry;
+			continue;
+		}
+
+		if (slot->abandoned)
+		{
+			/* nobody waits for the answer; free the slot for reuse */
+			slot->abandoned = false;
+			slot->state = REQUEST_FREE;
+		}
+		else
+		{
+			slot->ok = (entry->outcome == ENTRY_OK);
+			if (slot->ok)
+				memcpy(&slot->result, &entry->result, sizeof(ReservedNumber));
+			else
+				memcpy(&slot->error, &entry->error, sizeof(RequestError));
+			slot->state = REQUEST_DONE;
+		}
+		slot->committing = false;
+		wake[nwake++] = entry->slotno;
+	}
+	npending = kept;
+	LWLockRelease(sequencer_shared->lock);
+
+	for (i = 0; i < nwake; i++)
+		SetLatch(&GetPGProcByNumber(wake[i])->procLatch);
+}
+
+static void
+set_error(RequestError *error, int sqlerrcode, const char *message,
+		  const char *detail, const char *hint)
+{
+	error->sqlerrcode = sqlerrcode;
+	strlcpy(error->message, message ? message : "", sizeof(error->message));
+	strlcpy(error->detail, detail ? detail : "", sizeof(error->detail));
+	strlcpy(error->hint, hint ? hint : "", sizeof(error->hint));
+}

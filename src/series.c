@@ -1,0 +1,676 @@
+/*-------------------------------------------------------------------------
+ *
+ * series.c
+ *		Series: validation, the display format, periods, the series lock
+ *		and the SQL functions with which a DBA manages series.
+ *
+ * A series is a row of invoice_seq.series_def.  Everything that changes a
+ * series takes the series lock, the same transaction-level advisory lock
+ * that the sequencer holds while it allocates a number of that series.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/snapmgr.h"
+
+#include "invoice_seq.h"
+
+PG_FUNCTION_INFO_V1(invoice_seq_create_series);
+PG_FUNCTION_INFO_V1(invoice_seq_alter_series);
+PG_FUNCTION_INFO_V1(invoice_seq_drop_series);
+
+/* What a format template contains, as far as validation cares. */
+typedef struct FormatSummary
+{
+	int			numbers;		/* {n} and {n:W} tokens */
+	bool		has_year;		/* {YYYY} or {YY} */
+	bool		has_month;		/* {MM} */
+} FormatSummary;
+
+static SPIPlanPtr lookup_by_name_plan = NULL;
+static SPIPlanPtr lookup_by_id_plan = NULL;
+
+/*
+ * Raise 22004 if argument argno is NULL; the message names the argument.
+ */
+#define REQUIRE_ARG(argno, argname) \
+	do { \
+		if (PG_ARGISNULL(argno)) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
+					 errmsg("%s must not be NULL", (argname)))); \
+	} while (0)
+
+const char *
+series_reset_name(SeriesReset reset)
+{
+	switch (reset)
+	{
+		case SERIES_RESET_NEVER:
+			return "never";
+		case SERIES_RESET_YEARLY:
+			return "yearly";
+		case SERIES_RESET_MONTHLY:
+			return "monthly";
+	}
+	return "never";				/* keep compiler quiet */
+}
+
+static SeriesReset
+parse_reset(const char *reset)
+{
+	if (strcmp(reset, "never") == 0)
+		return SERIES_RESET_NEVER;
+	if (strcmp(reset, "yearly") == 0)
+		return SERIES_RESET_YEARLY;
+	if (strcmp(reset, "monthly") == 0)
+		return SERIES_RESET_MONTHLY;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid reset \"%s\"", reset),
+			 errhint("Use 'never', 'yearly' or 'monthly'.")));
+	return SERIES_RESET_NEVER;	/* keep compiler quiet */
+}
+
+/*
+ * Series names appear in messages, logs and display numbers, so they are
+ * restricted to a small, unambiguous alphabet.
+ */
+void
+series_check_name(const char *name)
+{
+	size_t		len = strlen(name);
+	const char *p;
+
+	if (len == 0 || len > ISEQ_MAX_SERIES_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid series name: it has %zu bytes", len),
+				 errdetail("A series name has 1 to %d characters.",
+						   ISEQ_MAX_SERIES_NAME)));
+
+	for (p = name; *p; p++)
+	{
+		bool		alnum = (*p >= 'A' && *p <= 'Z') ||
+			(*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9');
+
+		if (alnum || (p > name && (*p == '_' || *p == '-' || *p == '.')))
+			continue;
+
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid series name \"%s\"", name),
+				 errdetail("A series name consists of letters, digits, \"_\", \"-\" and \".\", and starts with a letter or a digit.")));
+	}
+}
+
+/*
+ * Expand a format template into "out" for invoice number n at the calendar
+ * time tm, and summarise its tokens into "summary".  out may be NULL to
+ * parse only.  A malformed template raises 22023.
+ *
+ * Tokens: {n}, {n:W} (zero-padded to W digits, 1 <= W <= 20), {YYYY}, {YY}
+ * and {MM}.  Everything else is literal text, except braces, which only
+ * ever delimit tokens, and control characters.
+ */
+static void
+format_expand(const char *format, int64 n, const struct pg_tm *tm,
+			  StringInfo out, FormatSummary *summary)
+{
+	const char *p = format;
+
+	memset(summary, 0, sizeof(FormatSummary));
+
+	while (*p)
+	{
+		const char *close;
+		char		token[8];
+		size_t		toklen;
+
+		if (*p == '}')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid format \"%s\": unbalanced \"}\"", format),
+					 errhint("Braces only delimit the tokens {n}, {n:W}, {YYYY}, {YY} and {MM}.")));
+
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid format: it contains a control character")));
+
+		if (*p != '{')
+		{
+			if (out)
+				appendStringInfoChar(out, *p);
+			p++;
+			continue;
+		}
+
+		close = strchr(p, '}');
+		toklen = close ? (size_t) (close - p - 1) : 0;
+		if (close == NULL || memchr(p + 1, '{', toklen) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid format \"%s\": unbalanced \"{\"", format),
+					 errhint("Braces only delimit the tokens {n}, {n:W}, {YYYY}, {YY} and {MM}.")));
+
+		if (toklen >= sizeof(token))
+			toklen = sizeof(token) - 1; /* too long to be a known token */
+		memcpy(token, p + 1, toklen);
+		token[toklen] = '\0';
+
+		if (strcmp(token, "n") == 0)
+		{
+			summary->numbers++;
+			if (out)
+				appendStringInfo(out, INT64_FORMAT, n);
+		}
+		else if (strncmp(token, "n:", 2) == 0 && close - p - 1 <= 4 &&
+				 strspn(token + 2, "0123456789") == strlen(token + 2) &&
+				 token[2] != '\0' && atoi(token + 2) >= 1 &&
+				 atoi(token + 2) <= 20)
+		{
+			summary->numbers++;
+			if (out)
+				appendStringInfo(out, "%0*lld", atoi(token + 2), (long long) n);
+		}
+		else if (strcmp(token, "YYYY") == 0 && close - p - 1 == 4)
+		{
+			summary->has_year = true;
+			if (out)
+				appendStringInfo(out, "%04d", tm->tm_year);
+		}
+		else if (strcmp(token, "YY") == 0)
+		{
+			summary->has_year = true;
+			if (out)
+				appendStringInfo(out, "%02d", tm->tm_year % 100);
+		}
+		else if (strcmp(token, "MM") == 0)
+		{
+			summary->has_month = true;
+			if (out)
+				appendStringInfo(out, "%02d", tm->tm_mon);
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid format \"%s\": unknown token \"%.*s\"",
+							format, (int) (close - p + 1), p),
+					 errhint("Known tokens are {n}, {n:W} with W from 1 to 20, {YYYY}, {YY} and {MM}.")));
+
+		p = close + 1;
+	}
+}
+
+/*
+ * Check that a format template is well formed and that the display numbers
+ * it renders are unique within the series: it contains the number exactly
+ * once, and the period of a series that resets.
+ */
+static void
+check_format(const char *format, SeriesReset reset)
+{
+	FormatSummary summary;
+	StringInfoData longest;
+	struct pg_tm tm;
+
+	if (strlen(format) > ISEQ_MAX_FORMAT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid format: it has %zu bytes", strlen(format)),
+				 errdetail("A format has at most %d bytes.", ISEQ_MAX_FORMAT)));
+
+	/* The longest expansion: the largest number in the year 9999. */
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = 9999;
+	tm.tm_mon = 12;
+	initStringInfo(&longest);
+	format_expand(format, PG_INT64_MAX, &tm, &longest, &summary);
+
+	if (summary.numbers != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid format \"%s\": it must contain {n} or {n:W} exactly once",
+						format)));
+
+	if ((reset == SERIES_RESET_YEARLY && !summary.has_year) ||
+		(reset == SERIES_RESET_MONTHLY && !(summary.has_year && summary.has_month)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid format \"%s\" for a series that resets %s",
+						format, series_reset_name(reset)),
+				 errdetail("Numbering restarts every period, so the display number must show the period to stay unique."),
+				 errhint("Add %s to the format.",
+						 reset == SERIES_RESET_YEARLY ? "{YYYY}" : "{YYYY} and {MM}")));
+
+	if (longest.len > ISEQ_MAX_DISPLAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid format \"%s\": its display numbers can exceed %d bytes",
+						format, ISEQ_MAX_DISPLAY)));
+
+	pfree(longest.data);
+}
+
+static void
+check_stale_after(Interval *stale_after)
+{
+	Interval	zero;
+	Interval	limit;
+
+	memset(&zero, 0, sizeof(zero));
+	memset(&limit, 0, sizeof(limit));
+	limit.month = 100 * MONTHS_PER_YEAR;
+
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp,
+										  IntervalPGetDatum(stale_after),
+										  IntervalPGetDatum(&zero))) <= 0 ||
+		DatumGetInt32(DirectFunctionCall2(interval_cmp,
+										  IntervalPGetDatum(stale_after),
+										  IntervalPGetDatum(&limit))) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid stale_after \"%s\"",
+						DatumGetCString(DirectFunctionCall1(interval_out,
+															IntervalPGetDatum(stale_after)))),
+				 errdetail("stale_after must be positive and at most 100 years.")));
+}
+
+static pg_tz *
+series_tz(const char *time_zone, const char *series_name)
+{
+	pg_tz	   *tz = NULL;
+
+	if (strlen(time_zone) <= TZ_STRLEN_MAX)
+		tz = pg_tzset(time_zone);
+	if (tz == NULL || !pg_tz_acceptable(tz))
+	{
+		if (series_name)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" of series \"%s\" is not recognized",
+							time_zone, series_name)));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("time zone \"%s\" is not recognized", time_zone),
+				 errhint("Use a name from pg_timezone_names, such as 'UTC' or 'Europe/Paris'.")));
+	}
+	return tz;
+}
+
+/* The calendar time of ts in the series' time zone. */
+static void
+series_calendar(const InvoiceSeries *series, TimestampTz ts, struct pg_tm *tm)
+{
+	pg_tz	   *tz = series_tz(series->time_zone, series->name);
+	fsec_t		fsec;
+	int			tzoff;
+
+	if (timestamp2tm(ts, &tzoff, tm, &fsec, NULL, tz) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+}
+
+/*
+ * The period in which a number reserved at ts counts: '' for a series that
+ * never resets, else the year ('2026') or the month ('2026-11') in the
+ * series' time zone.
+ */
+void
+series_period(const InvoiceSeries *series, TimestampTz ts, char *period)
+{
+	struct pg_tm tm;
+
+	if (series->reset == SERIES_RESET_NEVER)
+	{
+		period[0] = '\0';
+		return;
+	}
+
+	series_calendar(series, ts, &tm);
+	if (series->reset == SERIES_RESET_YEARLY)
+		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d", tm.tm_year);
+	else
+		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d-%02d", tm.tm_year, tm.tm_mon);
+}
+
+/* Render the display number of invoice_no, reserved at ts. */
+void
+series_render(const InvoiceSeries *series, int64 invoice_no, TimestampTz ts,
+			  char *display_no)
+{
+	struct pg_tm tm;
+	StringInfoData out;
+	FormatSummary summary;
+
+	series_calendar(series, ts, &tm);
+	initStringInfo(&out);
+	format_expand(series->format, invoice_no, &tm, &out, &summary);
+	strlcpy(display_no, out.data, ISEQ_MAX_DISPLAY + 1);
+	pfree(out.data);
+}
+
+void
+series_lock_tag(LOCKTAG *tag, int32 series_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) series_id, 0,
+						 ISEQ_LOCK_CLASS);
+}
+
+/* Take the series lock, waiting as long as it takes (admin functions). */
+void
+series_lock(int32 series_id)
+{
+	LOCKTAG		tag;
+
+	series_lock_tag(&tag, series_id);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/* Take the series lock if it is free (the sequencer never waits). */
+bool
+series_try_lock(int32 series_id)
+{
+	LOCKTAG		tag;
+
+	series_lock_tag(&tag, series_id);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Copy row 0 of the last SPI result into *series. */
+static void
+series_from_tuple(InvoiceSeries *series)
+{
+	HeapTuple	tuple = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+
+	series->id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+	strlcpy(series->name, SPI_getvalue(tuple, desc, 2), sizeof(series->name));
+	series->start_at = DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
+	series->reset = parse_reset(SPI_getvalue(tuple, desc, 4));
+	strlcpy(series->format, SPI_getvalue(tuple, desc, 5), sizeof(series->format));
+	strlcpy(series->time_zone, SPI_getvalue(tuple, desc, 6),
+			sizeof(series->time_zone));
+}
+
+#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone"
+
+/*
+ * Look a series up by name.  The caller is connected to SPI and runs as the
+ * extension's owner.  Returns false if there is no such series.
+ */
+bool
+series_lookup(const char *name, InvoiceSeries *series)
+{
+	Datum		arg = CStringGetTextDatum(name);
+	int			rc;
+
+	if (lookup_by_name_plan == NULL)
+	{
+		Oid			argtype = TEXTOID;
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("SELECT " SERIES_COLUMNS
+						   " FROM invoice_seq.series_def"
+						   " WHERE name OPERATOR(pg_catalog.=) $1",
+						   1, &argtype);
+		if (plan == NULL)
+			invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing series lookup");
+		SPI_keepplan(plan);
+		lookup_by_name_plan = plan;
+	}
+
+	rc = SPI_execute_plan(lookup_by_name_plan, &arg, NULL, false, 1);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
+	if (SPI_processed == 0)
+		return false;
+	series_from_tuple(series);
+	return true;
+}
+
+/* Same as series_lookup(), by id; used by the sequencer. */
+bool
+series_lookup_by_id(int32 id, InvoiceSeries *series)
+{
+	Datum		arg = Int32GetDatum(id);
+	int			rc;
+
+	if (lookup_by_id_plan == NULL)
+	{
+		Oid			argtype = INT4OID;
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("SELECT " SERIES_COLUMNS
+						   " FROM invoice_seq.series_def"
+						   " WHERE id OPERATOR(pg_catalog.=) $1",
+						   1, &argtype);
+		if (plan == NULL)
+			invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing series lookup");
+		SPI_keepplan(plan);
+		lookup_by_id_plan = plan;
+	}
+
+	rc = SPI_execute_plan(lookup_by_id_plan, &arg, NULL, false, 1);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
+	if (SPI_processed == 0)
+		return false;
+	series_from_tuple(series);
+	return true;
+}
+
+/* Look up a series that must exist, raising 42704 otherwise. */
+static void
+series_get(const char *name, InvoiceSeries *series)
+{
+	if (!series_lookup(name, series))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invoice series \"%s\" does not exist", name)));
+}
+
+/*
+ * invoice_seq.create_series(series, start_at, reset, format, stale_after,
+ *							 time_zone)
+ */
+Datum
+invoice_seq_create_series(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	int64		start_at;
+	SeriesReset reset;
+	char	   *format;
+	Interval   *stale_after;
+	char	   *time_zone;
+	char	   *created_by;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		values[7];
+	Oid			argtypes[7] = {TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	INTERVALOID, TEXTOID, TEXTOID};
+	int			rc;
+
+	REQUIRE_ARG(0, "series");
+	REQUIRE_ARG(1, "start_at");
+	REQUIRE_ARG(2, "reset");
+	REQUIRE_ARG(3, "format");
+	REQUIRE_ARG(4, "stale_after");
+	REQUIRE_ARG(5, "time_zone");
+
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	start_at = PG_GETARG_INT64(1);
+	reset = parse_reset(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	format = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	stale_after = PG_GETARG_INTERVAL_P(4);
+	time_zone = text_to_cstring(PG_GETARG_TEXT_PP(5));
+
+	series_check_name(name);
+	if (start_at < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid start_at " INT64_FORMAT " for series \"%s\"",
+						start_at, name),
+				 errdetail("Invoice numbers start at 1 or higher.")));
+	check_format(format, reset);
+	check_stale_after(stale_after);
+	(void) series_tz(time_zone, NULL);
+
+	created_by = GetUserNameFromId(GetUserId(), false);
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int64GetDatum(start_at);
+	values[2] = CStringGetTextDatum(series_reset_name(reset));
+	values[3] = CStringGetTextDatum(format);
+	values[4] = IntervalPGetDatum(stale_after);
+	values[5] = CStringGetTextDatum(time_zone);
+	values[6] = CStringGetTextDatum(created_by);
+
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+
+	rc = SPI_execute_with_args("INSERT INTO invoice_seq.series_def"
+							   " (name, start_at, reset, format, stale_after,"
+							   "  time_zone, created_at, created_by)"
+							   " VALUES ($1, $2, $3, $4, $5, $6,"
+							   "  pg_catalog.statement_timestamp(), $7)"
+							   " ON CONFLICT (name) DO NOTHING",
+							   7, argtypes, values, NULL, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_INSERT, "creating a series");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("invoice series \"%s\" already exists", name)));
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+/* invoice_seq.alter_series(series, format, stale_after) */
+Datum
+invoice_seq_alter_series(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	InvoiceSeries series;
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	Oid			argtypes[3] = {INT4OID, TEXTOID, INTERVALOID};
+	int			rc;
+
+	REQUIRE_ARG(0, "series");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	series_check_name(name);
+
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+
+	series_get(name, &series);
+	series_lock(series.id);
+
+	values[0] = Int32GetDatum(series.id);
+	if (PG_ARGISNULL(1))
+		nulls[1] = 'n';
+	else
+	{
+		char	   *format = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		check_format(format, series.reset);
+		values[1] = CStringGetTextDatum(format);
+	}
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n';
+	else
+	{
+		check_stale_after(PG_GETARG_INTERVAL_P(2));
+		values[2] = PG_GETARG_DATUM(2);
+	}
+
+	rc = SPI_execute_with_args("UPDATE invoice_seq.series_def"
+							   " SET format = COALESCE($2, format),"
+							   "     stale_after = COALESCE($3, stale_after)"
+							   " WHERE id OPERATOR(pg_catalog.=) $1",
+							   3, argtypes, values, nulls, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "altering a series");
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * invoice_seq.drop_series(series)
+ *
+ * Only a series that never handed out a number may be dropped.  The check
+ * runs under the series lock, with the latest snapshot rather than the
+ * transaction's: in REPEATABLE READ the transaction snapshot could predate
+ * numbers the sequencer committed since.  Once we hold the lock, no
+ * allocation of this series is in flight, so the latest snapshot sees them
+ * all.
+ */
+Datum
+invoice_seq_drop_series(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	InvoiceSeries series;
+	Oid			save_userid;
+	int			save_sec_context;
+	SPIPlanPtr	plan;
+	Oid			argtype = INT4OID;
+	Datum		arg;
+	int			rc;
+
+	REQUIRE_ARG(0, "series");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	series_check_name(name);
+
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+
+	series_get(name, &series);
+	series_lock(series.id);
+	arg = Int32GetDatum(series.id);
+
+	plan = SPI_prepare("SELECT 1 FROM invoice_seq.ledger_entry"
+					   " WHERE series_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
+					   1, &argtype);
+	if (plan == NULL)
+		invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing the ledger check");
+	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking the ledger");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot drop invoice series \"%s\" because it has handed out numbers",
+						name),
+				 errdetail("Its ledger entries are part of the legal record."),
+				 errhint("Void the numbers that were not issued, and stop using the series instead.")));
+
+	rc = SPI_execute_with_args("DELETE FROM invoice_seq.series_def"
+							   " WHERE id OPERATOR(pg_catalog.=) $1",
+							   1, &argtype, &arg, NULL, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_DELETE, "dropping a series");
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
