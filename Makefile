@@ -22,7 +22,7 @@ PGFILEDESC = "invoice_seq - gap-free, crash-safe invoice numbering"
 EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql
 
-REGRESS = series reserve confirm_void check_series
+REGRESS = setup series reserve confirm_void check_series
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf
 

@@ -116,10 +116,23 @@ series_check_name(const char *name)
 	}
 }
 
+/* The width W of a token "n:W" (1 to 20), or 0 if it is not one. */
+static int
+number_width(const char *token)
+{
+	const char *digits = token + 2;
+	size_t		ndigits = strlen(digits);
+
+	if (strncmp(token, "n:", 2) != 0 || ndigits < 1 || ndigits > 2 ||
+		strspn(digits, "0123456789") != ndigits)
+		return 0;
+	return (atoi(digits) <= 20) ? atoi(digits) : 0;
+}
+
 /*
  * Expand a format template into "out" for invoice number n at the calendar
- * time tm, and summarise its tokens into "summary".  out may be NULL to
- * parse only.  A malformed template raises 22023.
+ * time tm, and summarise its tokens into "summary".  out (and tm) may be
+ * NULL to parse only.  A malformed template raises 22023.
  *
  * Tokens: {n}, {n:W} (zero-padded to W digits, 1 <= W <= 20), {YYYY}, {YY}
  * and {MM}.  Everything else is literal text, except braces, which only
@@ -138,6 +151,7 @@ format_expand(const char *format, int64 n, const struct pg_tm *tm,
 		const char *close;
 		char		token[8];
 		size_t		toklen;
+		int			width;
 
 		if (*p == '}')
 			ereport(ERROR,
@@ -177,16 +191,13 @@ format_expand(const char *format, int64 n, const struct pg_tm *tm,
 			if (out)
 				appendStringInfo(out, INT64_FORMAT, n);
 		}
-		else if (strncmp(token, "n:", 2) == 0 && close - p - 1 <= 4 &&
-				 strspn(token + 2, "0123456789") == strlen(token + 2) &&
-				 token[2] != '\0' && atoi(token + 2) >= 1 &&
-				 atoi(token + 2) <= 20)
+		else if ((width = number_width(token)) > 0)
 		{
 			summary->numbers++;
 			if (out)
-				appendStringInfo(out, "%0*lld", atoi(token + 2), (long long) n);
+				appendStringInfo(out, "%0*lld", width, (long long) n);
 		}
-		else if (strcmp(token, "YYYY") == 0 && close - p - 1 == 4)
+		else if (strcmp(token, "YYYY") == 0)
 		{
 			summary->has_year = true;
 			if (out)
@@ -224,8 +235,13 @@ static void
 check_format(const char *format, SeriesReset reset)
 {
 	FormatSummary summary;
-	StringInfoData longest;
-	struct pg_tm tm;
+
+	/*
+	 * Display numbers always fit: a format holds one number token, which
+	 * expands to at most 20 characters, and every other token shrinks.
+	 */
+	StaticAssertStmt(ISEQ_MAX_FORMAT + 20 <= ISEQ_MAX_DISPLAY,
+					 "display number buffer too small for the longest format");
 
 	if (strlen(format) > ISEQ_MAX_FORMAT)
 		ereport(ERROR,
@@ -233,12 +249,7 @@ check_format(const char *format, SeriesReset reset)
 				 errmsg("invalid format: it has %zu bytes", strlen(format)),
 				 errdetail("A format has at most %d bytes.", ISEQ_MAX_FORMAT)));
 
-	/* The longest expansion: the largest number in the year 9999. */
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = 9999;
-	tm.tm_mon = 12;
-	initStringInfo(&longest);
-	format_expand(format, PG_INT64_MAX, &tm, &longest, &summary);
+	format_expand(format, 0, NULL, NULL, &summary);
 
 	if (summary.numbers != 1)
 		ereport(ERROR,
@@ -255,14 +266,6 @@ check_format(const char *format, SeriesReset reset)
 				 errdetail("Numbering restarts every period, so the display number must show the period to stay unique."),
 				 errhint("Add %s to the format.",
 						 reset == SERIES_RESET_YEARLY ? "{YYYY}" : "{YYYY} and {MM}")));
-
-	if (longest.len > ISEQ_MAX_DISPLAY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid format \"%s\": its display numbers can exceed %d bytes",
-						format, ISEQ_MAX_DISPLAY)));
-
-	pfree(longest.data);
 }
 
 static void
@@ -292,16 +295,21 @@ check_stale_after(Interval *stale_after)
 static pg_tz *
 series_tz(const char *time_zone, const char *series_name)
 {
-	pg_tz	   *tz = NULL;
+	pg_tz	   *tz;
 
-	if (strlen(time_zone) <= TZ_STRLEN_MAX)
-		tz = pg_tzset(time_zone);
+	if (strlen(time_zone) > TZ_STRLEN_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid time zone: it has %zu bytes", strlen(time_zone)),
+				 errdetail("A time zone name has at most %d bytes.", TZ_STRLEN_MAX)));
+
+	tz = pg_tzset(time_zone);
 	if (tz == NULL || !pg_tz_acceptable(tz))
 	{
 		if (series_name)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("time zone \"%s\" of series \"%s\" is not recognized",
+					 errmsg("time zone \"%s\" of invoice series \"%s\" is not recognized",
 							time_zone, series_name)));
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -522,7 +530,7 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	if (start_at < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid start_at " INT64_FORMAT " for series \"%s\"",
+				 errmsg("invalid start_at " INT64_FORMAT " for invoice series \"%s\"",
 						start_at, name),
 				 errdetail("Invoice numbers start at 1 or higher.")));
 	check_format(format, reset);
