@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "executor/spi.h"
@@ -15,6 +16,7 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "invoice_seq.h"
@@ -39,8 +41,8 @@ void
 _PG_init(void)
 {
 	DefineCustomIntVariable("invoice_seq.lock_timeout",
-							"How long the sequencer retries the lock of a series that another transaction holds.",
-							"After this time the waiting reservation fails instead of hanging.",
+							"How long the sequencer waits for a lock on its tables that another transaction holds.",
+							"After this time the reservation fails instead of holding up every other one.",
 							&invoice_seq_lock_timeout,
 							5000, 1, 3600 * 1000,
 							PGC_SIGHUP,
@@ -151,6 +153,41 @@ invoice_seq_become_owner(Oid *save_userid, int *save_sec_context)
 	GetUserIdAndSecContext(save_userid, save_sec_context);
 	SetUserIdAndSecContext(owner,
 						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+/* Prepare a statement on the extension's tables once per process. */
+SPIPlanPtr
+invoice_seq_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing a statement");
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+/*
+ * Execute a prepared statement on the extension's tables, on behalf of a
+ * caller.  Under READ COMMITTED every statement takes a fresh snapshot.  In
+ * REPEATABLE READ and SERIALIZABLE the transaction snapshot may predate
+ * numbers the sequencer has committed since (the caller's own reservation,
+ * even), so we use the latest snapshot, as the foreign-key checks do.
+ * Conflicts still follow the caller's isolation level: a concurrent change
+ * of the same row is a serialization failure there.
+ */
+int
+invoice_seq_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
+					bool read_only, long tcount)
+{
+	if (IsolationUsesXactSnapshot())
+		return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(),
+									InvalidSnapshot, read_only, true, tcount);
+	return SPI_execute_plan(plan, values, nulls, read_only, tcount);
 }
 
 /* Raise an internal error unless an SPI call returned what we expected. */

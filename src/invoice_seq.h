@@ -14,6 +14,7 @@
 #define INVOICE_SEQ_H
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "pgtime.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
@@ -116,6 +117,7 @@ typedef struct SequencerRequest
 
 	/* the answer, valid once state is REQUEST_DONE */
 	bool		ok;
+	bool		series_locked;	/* not ok: retry once the series lock is free */
 	ReservedNumber result;
 	RequestError error;
 } SequencerRequest;
@@ -142,6 +144,10 @@ extern SequencerShared *sequencer_shared;
 
 extern Oid	invoice_seq_owner(void);
 extern void invoice_seq_become_owner(Oid *save_userid, int *save_sec_context);
+extern SPIPlanPtr invoice_seq_plan(SPIPlanPtr *cache, const char *sql,
+								   int nargs, Oid *argtypes);
+extern int	invoice_seq_execute(SPIPlanPtr plan, Datum *values,
+								const char *nulls, bool read_only, long tcount);
 extern void invoice_seq_spi_check(int rc, int expected, const char *what);
 
 /* series.c */
@@ -151,6 +157,7 @@ extern void series_check_name(const char *name);
 extern void series_lock_tag(LOCKTAG *tag, int32 series_id);
 extern void series_lock(int32 series_id);
 extern bool series_try_lock(int32 series_id);
+extern void series_wait_unlocked(int32 series_id);
 extern void series_period(const InvoiceSeries *series, TimestampTz ts,
 						  char *period);
 extern void series_render(const InvoiceSeries *series, int64 invoice_no,

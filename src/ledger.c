@@ -38,22 +38,6 @@ static SPIPlanPtr void_plan = NULL;
 static Oid	entry_argtypes[6] = {INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
 TEXTOID, TEXTOID};
 
-/* Prepare a statement once per process and keep it. */
-static SPIPlanPtr
-ledger_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing a ledger statement");
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
-
 /* "invoice number 7 of series "INV"", with the period if there is one. */
 static char *
 number_label(const char *series, const char *period, int64 invoice_no)
@@ -83,7 +67,7 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 	if (key != NULL)
 	{
 		Oid			argtypes[2] = {INT4OID, TEXTOID};
-		SPIPlanPtr	plan = ledger_plan(&key_plan,
+		SPIPlanPtr	plan = invoice_seq_plan(&key_plan,
 									   "SELECT period, invoice_no, display_no, status, reserved_at"
 									   " FROM invoice_seq.ledger_entry"
 									   " WHERE series_id OPERATOR(pg_catalog.=) $1"
@@ -92,7 +76,7 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 
 		values[0] = Int32GetDatum(series->id);
 		values[1] = CStringGetTextDatum(key);
-		rc = SPI_execute_plan(plan, values, NULL, false, 1);
+		rc = invoice_seq_execute(plan, values, NULL, false, 1);
 		invoice_seq_spi_check(rc, SPI_OK_SELECT, "idempotency key lookup");
 
 		if (SPI_processed > 0)
@@ -125,7 +109,7 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 
 	{
 		Oid			argtypes[2] = {INT4OID, TEXTOID};
-		SPIPlanPtr	plan = ledger_plan(&last_plan,
+		SPIPlanPtr	plan = invoice_seq_plan(&last_plan,
 									   "SELECT invoice_no FROM invoice_seq.ledger_entry"
 									   " WHERE series_id OPERATOR(pg_catalog.=) $1"
 									   " AND period OPERATOR(pg_catalog.=) $2"
@@ -134,7 +118,7 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 
 		values[0] = Int32GetDatum(series->id);
 		values[1] = CStringGetTextDatum(result->period);
-		rc = SPI_execute_plan(plan, values, NULL, false, 1);
+		rc = invoice_seq_execute(plan, values, NULL, false, 1);
 		invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding the last number");
 	}
 
@@ -163,7 +147,7 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 	{
 		Oid			argtypes[8] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
 		TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-		SPIPlanPtr	plan = ledger_plan(&insert_plan,
+		SPIPlanPtr	plan = invoice_seq_plan(&insert_plan,
 									   "INSERT INTO invoice_seq.ledger_entry"
 									   " (series_id, period, invoice_no, display_no, status,"
 									   "  reserved_at, reserved_by, idempotency_key)"
@@ -181,7 +165,7 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 			values[7] = CStringGetTextDatum(key);
 		else
 			nulls[7] = 'n';
-		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		rc = invoice_seq_execute(plan, values, nulls, false, 0);
 		invoice_seq_spi_check(rc, SPI_OK_INSERT, "recording the reservation");
 	}
 }
@@ -320,14 +304,14 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 	values[1] = CStringGetTextDatum(period);
 	values[2] = Int64GetDatum(invoice_no);
 
-	plan = ledger_plan(&lock_entry_plan,
+	plan = invoice_seq_plan(&lock_entry_plan,
 					   "SELECT status, external_ref FROM invoice_seq.ledger_entry"
 					   " WHERE series_id OPERATOR(pg_catalog.=) $1"
 					   " AND period OPERATOR(pg_catalog.=) $2"
 					   " AND invoice_no OPERATOR(pg_catalog.=) $3"
 					   " FOR UPDATE",
 					   3, entry_argtypes);
-	rc = SPI_execute_plan(plan, values, NULL, false, 1);
+	rc = invoice_seq_execute(plan, values, NULL, false, 1);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "locking the ledger entry");
 
 	if (SPI_processed == 0)
@@ -378,7 +362,7 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 		nulls[5] = 'n';
 
 	if (confirm)
-		plan = ledger_plan(&confirm_plan,
+		plan = invoice_seq_plan(&confirm_plan,
 						   "UPDATE invoice_seq.ledger_entry"
 						   " SET status = 'issued', confirmed_at = $4,"
 						   "     confirmed_by = $5, external_ref = $6"
@@ -387,7 +371,7 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 						   " AND invoice_no OPERATOR(pg_catalog.=) $3",
 						   6, entry_argtypes);
 	else
-		plan = ledger_plan(&void_plan,
+		plan = invoice_seq_plan(&void_plan,
 						   "UPDATE invoice_seq.ledger_entry"
 						   " SET status = 'voided', voided_at = $4,"
 						   "     voided_by = $5, void_reason = $6"
@@ -395,7 +379,7 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 						   " AND period OPERATOR(pg_catalog.=) $2"
 						   " AND invoice_no OPERATOR(pg_catalog.=) $3",
 						   6, entry_argtypes);
-	rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	rc = invoice_seq_execute(plan, values, nulls, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "updating the ledger entry");
 	if (SPI_processed != 1)
 		ereport(ERROR,

@@ -12,6 +12,10 @@
  * anyway, so a reservation that was made stays valid and a retry with the
  * same idempotency key finds it.
  *
+ * If another transaction holds the series lock (an uncommitted
+ * alter_series), the sequencer does not wait: it answers "series locked",
+ * and the backend waits for that lock itself before asking again.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -177,11 +181,17 @@ wait_for_free_slot(SequencerRequest *slot)
 	}
 }
 
+typedef enum RequestOutcome
+{
+	REQUEST_RESERVED,			/* *result is filled */
+	REQUEST_FAILED,				/* *error is filled */
+	REQUEST_SERIES_LOCKED		/* retry once the series lock is free */
+} RequestOutcome;
+
 /*
  * Hand a reservation request to the sequencer and wait for its answer.
- * Returns true with *result filled, or false with *error filled.
  */
-static bool
+static RequestOutcome
 request_reserve(const InvoiceSeries *series, const char *key, const char *role,
 				ReservedNumber *result, RequestError *error)
 {
@@ -189,7 +199,7 @@ request_reserve(const InvoiceSeries *series, const char *key, const char *role,
 	int			slotno = MyProc->pgprocno;
 	SequencerRequest *slot;
 	Latch	   *sequencer_latch;
-	bool		ok = false;
+	volatile RequestOutcome outcome = REQUEST_FAILED;
 
 	if (slotno < 0 || slotno >= shared->nslots)
 		ereport(ERROR,
@@ -229,9 +239,13 @@ request_reserve(const InvoiceSeries *series, const char *key, const char *role,
 			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 			if (slot->state == REQUEST_DONE)
 			{
-				ok = slot->ok;
-				if (ok)
+				if (slot->ok)
+				{
+					outcome = REQUEST_RESERVED;
 					memcpy(result, &slot->result, sizeof(ReservedNumber));
+				}
+				else if (slot->series_locked)
+					outcome = REQUEST_SERIES_LOCKED;
 				else
 					memcpy(error, &slot->error, sizeof(RequestError));
 				slot->state = REQUEST_FREE;
@@ -281,7 +295,7 @@ request_reserve(const InvoiceSeries *series, const char *key, const char *role,
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(request_withdraw, Int32GetDatum(slotno));
 
-	return ok;
+	return outcome;
 }
 
 /*
@@ -348,9 +362,8 @@ reserve_common(FunctionCallInfo fcinfo, InvoiceSeries *series,
 	SPI_finish();
 
 	/*
-	 * The sequencer would wait for our own transaction if it holds the
-	 * series lock, and we would wait for the sequencer: a deadlock no
-	 * detector sees.  Refuse it here rather than after lock_timeout.
+	 * If our own transaction holds the series lock, the sequencer can never
+	 * take it, and waiting for it would be waiting for ourselves.
 	 */
 	series_lock_tag(&tag, series->id);
 	if (LockHeldByMe(&tag, ExclusiveLock))
@@ -362,12 +375,21 @@ reserve_common(FunctionCallInfo fcinfo, InvoiceSeries *series,
 
 	role = GetUserNameFromId(GetUserId(), false);
 
-	if (!request_reserve(series, key, role, result, &error))
-		ereport(ERROR,
-				(errcode(error.sqlerrcode),
-				 errmsg_internal("%s", error.message),
-				 error.detail[0] ? errdetail_internal("%s", error.detail) : 0,
-				 error.hint[0] ? errhint("%s", error.hint) : 0));
+	for (;;)
+	{
+		RequestOutcome outcome = request_reserve(series, key, role, result, &error);
+
+		if (outcome == REQUEST_RESERVED)
+			return;
+		if (outcome == REQUEST_FAILED)
+			break;
+		series_wait_unlocked(series->id);
+	}
+	ereport(ERROR,
+			(errcode(error.sqlerrcode),
+			 errmsg_internal("%s", error.message),
+			 error.detail[0] ? errdetail_internal("%s", error.detail) : 0,
+			 error.hint[0] ? errhint("%s", error.hint) : 0));
 }
 
 /* invoice_seq.reserve_invoice_no(series, idempotency_key) RETURNS bigint */

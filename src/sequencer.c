@@ -14,9 +14,11 @@
  * lock that the sequencer holds from the allocation until the batch commits.
  * The sequencer never waits for that lock: a client transaction may hold it
  * (an uncommitted alter_series) while its backend waits for the sequencer, a
- * cycle the deadlock detector cannot see.  A request whose series lock is
- * busy is set aside and retried with the next batches, until
- * invoice_seq.lock_timeout has passed; other series go on meanwhile.
+ * cycle the deadlock detector could not see.  If the lock is busy, the
+ * sequencer answers "series locked" at once, and the requesting backend
+ * waits for the lock itself, as an ordinary lock waiter, before it asks
+ * again.  Any other lock the sequencer needs (on its tables) it waits for at
+ * most invoice_seq.lock_timeout.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,14 +43,12 @@
 
 #include "invoice_seq.h"
 
-/* How often a request whose series lock is busy is retried. */
-#define RETRY_INTERVAL_MS	10
-
 typedef enum EntryOutcome
 {
-	ENTRY_PENDING,				/* not tried yet, or its series lock was busy */
+	ENTRY_PENDING,				/* not run yet */
 	ENTRY_OK,
-	ENTRY_FAILED
+	ENTRY_FAILED,
+	ENTRY_SERIES_LOCKED			/* another transaction holds the series lock */
 } EntryOutcome;
 
 /* A request taken from the queue, copied out of shared memory. */
@@ -60,16 +60,15 @@ typedef struct BatchEntry
 	char		role[NAMEDATALEN];
 	bool		has_key;
 	char		key[ISEQ_MAX_KEY + 1];
-	TimestampTz give_up_at;		/* when a busy series lock becomes an error */
 
 	EntryOutcome outcome;
 	ReservedNumber result;
 	RequestError error;
 } BatchEntry;
 
-/* Requests taken from the queue and not answered yet. */
-static BatchEntry pending[ISEQ_MAX_BATCH];
-static int	npending = 0;
+/* The requests of the current batch. */
+static BatchEntry batch[ISEQ_MAX_BATCH];
+static int	nbatch = 0;
 
 static MemoryContext batch_context = NULL;
 
@@ -135,8 +134,6 @@ invoice_seq_sequencer_main(Datum main_arg)
 
 	for (;;)
 	{
-		int			taken;
-
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 
@@ -147,31 +144,24 @@ invoice_seq_sequencer_main(Datum main_arg)
 			sequencer_configure();
 		}
 
-		taken = take_requests();
-		if (npending > 0)
+		/* Requests that arrived during a batch are taken at once. */
+		if (take_requests() > 0)
 		{
 			run_batch();
 			MemoryContextReset(batch_context);
+			continue;
 		}
 
-		/*
-		 * Sleep only when the queue was empty; requests that arrived during
-		 * the batch are taken at once.  Requests set aside for a busy series
-		 * lock are retried after a short sleep.
-		 */
-		if (taken == 0)
-			(void) WaitLatch(MyLatch,
-							 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
-							 (npending > 0 ? WL_TIMEOUT : 0),
-							 RETRY_INTERVAL_MS,
-							 PG_WAIT_EXTENSION);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+						 PG_WAIT_EXTENSION);
 	}
 }
 
 /*
  * Session settings the sequencer relies on, whatever postgresql.conf says:
- * durable commits, a fresh snapshot per statement, and no wait on a lock
- * that lasts longer than invoice_seq.lock_timeout.
+ * durable commits, a fresh snapshot per statement, and no wait on a table
+ * lock that lasts longer than invoice_seq.lock_timeout (a client's LOCK
+ * TABLE or VACUUM FULL on the ledger, say).
  */
 static void
 sequencer_configure(void)
@@ -200,9 +190,9 @@ sequencer_detach(int code, Datum arg)
 {
 	int			i;
 
-	for (i = 0; i < npending; i++)
+	for (i = 0; i < nbatch; i++)
 	{
-		BatchEntry *entry = &pending[i];
+		BatchEntry *entry = &batch[i];
 
 		if (entry->outcome == ENTRY_OK &&
 			sequencer_shared->slots[entry->slotno].committing)
@@ -227,15 +217,13 @@ sequencer_detach(int code, Datum arg)
 	LWLockRelease(sequencer_shared->lock);
 }
 
-/* Move queued requests into the batch.  Returns how many were taken. */
+/* Move queued requests into a new batch.  Returns how many were taken. */
 static int
 take_requests(void)
 {
-	int			taken = 0;
-	TimestampTz now = GetCurrentTimestamp();
-
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
-	while (npending < invoice_seq_max_batch_size)
+	nbatch = 0;
+	while (nbatch < invoice_seq_max_batch_size)
 	{
 		int			slotno = request_queue_pop();
 		SequencerRequest *slot;
@@ -247,24 +235,22 @@ take_requests(void)
 		Assert(slot->state == REQUEST_QUEUED);
 		slot->state = REQUEST_WORKING;
 
-		entry = &pending[npending++];
+		entry = &batch[nbatch++];
 		entry->slotno = slotno;
 		entry->series_id = slot->series_id;
 		strlcpy(entry->series, slot->series, sizeof(entry->series));
 		strlcpy(entry->role, slot->role, sizeof(entry->role));
 		entry->has_key = slot->has_key;
 		strlcpy(entry->key, slot->key, sizeof(entry->key));
-		entry->give_up_at = TimestampTzPlusMilliseconds(now, invoice_seq_lock_timeout);
 		entry->outcome = ENTRY_PENDING;
-		taken++;
 	}
 	LWLockRelease(sequencer_shared->lock);
 
-	return taken;
+	return nbatch;
 }
 
 /*
- * Run every pending request in one transaction, commit it, and answer.
+ * Run every request of the batch in one transaction, commit it, and answer.
  */
 static void
 run_batch(void)
@@ -292,14 +278,14 @@ run_batch(void)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "reserving invoice numbers");
 
-		for (i = 0; i < npending; i++)
-			process_entry(&pending[i], now);
+		for (i = 0; i < nbatch; i++)
+			process_entry(&batch[i], now);
 
 		/* From here on, a reservation may be durable even if we die. */
 		LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
-		for (i = 0; i < npending; i++)
-			if (pending[i].outcome == ENTRY_OK)
-				sequencer_shared->slots[pending[i].slotno].committing = true;
+		for (i = 0; i < nbatch; i++)
+			if (batch[i].outcome == ENTRY_OK)
+				sequencer_shared->slots[batch[i].slotno].committing = true;
 		LWLockRelease(sequencer_shared->lock);
 
 		PopActiveSnapshot();
@@ -312,8 +298,8 @@ run_batch(void)
 
 		/*
 		 * The batch failed as a whole, outside any one request (at commit,
-		 * say).  Nothing of it was committed: fail every request it
-		 * answered, log the error, and go on with the next batch.
+		 * say).  Nothing of it was committed: fail its requests, log the
+		 * error, and go on with the next batch.
 		 */
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(batch_context);
@@ -323,15 +309,15 @@ run_batch(void)
 		FlushErrorState();
 		RESUME_INTERRUPTS();
 
-		for (i = 0; i < npending; i++)
+		for (i = 0; i < nbatch; i++)
 		{
-			if (pending[i].outcome == ENTRY_PENDING)
+			if (batch[i].outcome == ENTRY_SERIES_LOCKED)
 				continue;
-			set_error(&pending[i].error, edata->sqlerrcode, edata->message,
+			set_error(&batch[i].error, edata->sqlerrcode, edata->message,
 					  psprintf("No number of series \"%s\" was reserved.",
-							   pending[i].series),
+							   batch[i].series),
 					  "Retry the reservation.");
-			pending[i].outcome = ENTRY_FAILED;
+			batch[i].outcome = ENTRY_FAILED;
 		}
 		FreeErrorData(edata);
 	}
@@ -342,8 +328,7 @@ run_batch(void)
 }
 
 /*
- * Reserve one number, in a subtransaction of the batch.  Leaves the entry
- * PENDING if its series lock is busy and lock_timeout has not passed yet.
+ * Reserve one number, in a subtransaction of the batch.
  */
 static void
 process_entry(BatchEntry *entry, TimestampTz now)
@@ -369,13 +354,8 @@ process_entry(BatchEntry *entry, TimestampTz now)
 						   entry->role, now, &entry->result);
 			entry->outcome = ENTRY_OK;
 		}
-		else if (GetCurrentTimestamp() >= entry->give_up_at)
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("could not lock invoice series \"%s\" within invoice_seq.lock_timeout (%d ms)",
-							entry->series, invoice_seq_lock_timeout),
-					 errdetail("Another transaction holds the series lock, for example an uncommitted alter_series or drop_series. No number was reserved."),
-					 errhint("Commit or roll back that transaction, then retry.")));
+		else
+			entry->outcome = ENTRY_SERIES_LOCKED;
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
@@ -394,7 +374,10 @@ process_entry(BatchEntry *entry, TimestampTz now)
 		CurrentResourceOwner = oldowner;
 
 		set_error(&entry->error, edata->sqlerrcode, edata->message,
-				  edata->detail, edata->hint);
+				  edata->detail,
+				  edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ?
+				  "Another transaction holds a lock on the ledger (LOCK TABLE, ALTER TABLE or VACUUM FULL, say) longer than invoice_seq.lock_timeout." :
+				  edata->hint);
 		entry->outcome = ENTRY_FAILED;
 		FreeErrorData(edata);
 	}
@@ -402,29 +385,20 @@ process_entry(BatchEntry *entry, TimestampTz now)
 }
 
 /*
- * Hand the answers of all finished entries to their requesters and drop
- * those entries from the batch; entries still PENDING stay for the next one.
+ * Hand the answers of the batch to their requesters.
  */
 static void
 answer_entries(void)
 {
-	int			wake[ISEQ_MAX_BATCH];
-	int			nwake = 0;
-	int			kept = 0;
 	int			i;
 
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < npending; i++)
+	for (i = 0; i < nbatch; i++)
 	{
-		BatchEntry *entry = &pending[i];
+		BatchEntry *entry = &batch[i];
 		SequencerRequest *slot = &sequencer_shared->slots[entry->slotno];
 
-		if (entry->outcome == ENTRY_PENDING)
-		{
-			pending[kept++] = *entry;
-			continue;
-		}
-
+		Assert(entry->outcome != ENTRY_PENDING);
 		if (slot->abandoned)
 		{
 			/* nobody waits for the answer; free the slot for reuse */
@@ -434,6 +408,7 @@ answer_entries(void)
 		else
 		{
 			slot->ok = (entry->outcome == ENTRY_OK);
+			slot->series_locked = (entry->outcome == ENTRY_SERIES_LOCKED);
 			if (slot->ok)
 				memcpy(&slot->result, &entry->result, sizeof(ReservedNumber));
 			else
@@ -441,13 +416,12 @@ answer_entries(void)
 			slot->state = REQUEST_DONE;
 		}
 		slot->committing = false;
-		wake[nwake++] = entry->slotno;
 	}
-	npending = kept;
 	LWLockRelease(sequencer_shared->lock);
 
-	for (i = 0; i < nwake; i++)
-		SetLatch(&GetPGProcByNumber(wake[i])->procLatch);
+	for (i = 0; i < nbatch; i++)
+		SetLatch(&GetPGProcByNumber(batch[i].slotno)->procLatch);
+	nbatch = 0;
 }
 
 static void

@@ -21,7 +21,6 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
-#include "utils/snapmgr.h"
 
 #include "invoice_seq.h"
 
@@ -39,6 +38,9 @@ typedef struct FormatSummary
 
 static SPIPlanPtr lookup_by_name_plan = NULL;
 static SPIPlanPtr lookup_by_id_plan = NULL;
+static SPIPlanPtr alter_plan = NULL;
+static SPIPlanPtr used_plan = NULL;
+static SPIPlanPtr drop_plan = NULL;
 
 /*
  * Raise 22004 if argument argno is NULL; the message names the argument.
@@ -399,6 +401,22 @@ series_try_lock(int32 series_id)
 	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/*
+ * Wait, as an ordinary lock waiter, until no other transaction holds the
+ * series lock.  A backend whose request found the series locked waits here:
+ * the wait shows in pg_locks, the deadlock detector sees it, and the
+ * caller's lock_timeout and statement_timeout bound it.
+ */
+void
+series_wait_unlocked(int32 series_id)
+{
+	LOCKTAG		tag;
+
+	series_lock_tag(&tag, series_id);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	LockRelease(&tag, ShareLock, false);
+}
+
 /* Copy row 0 of the last SPI result into *series. */
 static void
 series_from_tuple(InvoiceSeries *series)
@@ -428,22 +446,14 @@ series_lookup(const char *name, InvoiceSeries *series)
 	Datum		arg = CStringGetTextDatum(name);
 	int			rc;
 
-	if (lookup_by_name_plan == NULL)
-	{
-		Oid			argtype = TEXTOID;
-		SPIPlanPtr	plan;
+	Oid			argtype = TEXTOID;
+	SPIPlanPtr	plan = invoice_seq_plan(&lookup_by_name_plan,
+										"SELECT " SERIES_COLUMNS
+										" FROM invoice_seq.series_def"
+										" WHERE name OPERATOR(pg_catalog.=) $1",
+										1, &argtype);
 
-		plan = SPI_prepare("SELECT " SERIES_COLUMNS
-						   " FROM invoice_seq.series_def"
-						   " WHERE name OPERATOR(pg_catalog.=) $1",
-						   1, &argtype);
-		if (plan == NULL)
-			invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing series lookup");
-		SPI_keepplan(plan);
-		lookup_by_name_plan = plan;
-	}
-
-	rc = SPI_execute_plan(lookup_by_name_plan, &arg, NULL, false, 1);
+	rc = invoice_seq_execute(plan, &arg, NULL, false, 1);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
 	if (SPI_processed == 0)
 		return false;
@@ -458,22 +468,14 @@ series_lookup_by_id(int32 id, InvoiceSeries *series)
 	Datum		arg = Int32GetDatum(id);
 	int			rc;
 
-	if (lookup_by_id_plan == NULL)
-	{
-		Oid			argtype = INT4OID;
-		SPIPlanPtr	plan;
+	Oid			argtype = INT4OID;
+	SPIPlanPtr	plan = invoice_seq_plan(&lookup_by_id_plan,
+										"SELECT " SERIES_COLUMNS
+										" FROM invoice_seq.series_def"
+										" WHERE id OPERATOR(pg_catalog.=) $1",
+										1, &argtype);
 
-		plan = SPI_prepare("SELECT " SERIES_COLUMNS
-						   " FROM invoice_seq.series_def"
-						   " WHERE id OPERATOR(pg_catalog.=) $1",
-						   1, &argtype);
-		if (plan == NULL)
-			invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing series lookup");
-		SPI_keepplan(plan);
-		lookup_by_id_plan = plan;
-	}
-
-	rc = SPI_execute_plan(lookup_by_id_plan, &arg, NULL, false, 1);
+	rc = invoice_seq_execute(plan, &arg, NULL, false, 1);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
 	if (SPI_processed == 0)
 		return false;
@@ -580,6 +582,7 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 	Oid			argtypes[3] = {INT4OID, TEXTOID, INTERVALOID};
+	SPIPlanPtr	plan;
 	int			rc;
 
 	REQUIRE_ARG(0, "series");
@@ -610,11 +613,13 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 		values[2] = PG_GETARG_DATUM(2);
 	}
 
-	rc = SPI_execute_with_args("UPDATE invoice_seq.series_def"
-							   " SET format = COALESCE($2, format),"
-							   "     stale_after = COALESCE($3, stale_after)"
-							   " WHERE id OPERATOR(pg_catalog.=) $1",
-							   3, argtypes, values, nulls, false, 0);
+	plan = invoice_seq_plan(&alter_plan,
+							"UPDATE invoice_seq.series_def"
+							" SET format = COALESCE($2, format),"
+							"     stale_after = COALESCE($3, stale_after)"
+							" WHERE id OPERATOR(pg_catalog.=) $1",
+							3, argtypes);
+	rc = invoice_seq_execute(plan, values, nulls, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "altering a series");
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);
@@ -627,11 +632,9 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
  * invoice_seq.drop_series(series)
  *
  * Only a series that never handed out a number may be dropped.  The check
- * runs under the series lock, with the latest snapshot rather than the
- * transaction's: in REPEATABLE READ the transaction snapshot could predate
- * numbers the sequencer committed since.  Once we hold the lock, no
- * allocation of this series is in flight, so the latest snapshot sees them
- * all.
+ * runs under the series lock, so no allocation of this series is in flight,
+ * and with a snapshot taken after the lock was granted (invoice_seq_execute),
+ * so it sees every number the sequencer committed.
  */
 Datum
 invoice_seq_drop_series(PG_FUNCTION_ARGS)
@@ -656,13 +659,11 @@ invoice_seq_drop_series(PG_FUNCTION_ARGS)
 	series_lock(series.id);
 	arg = Int32GetDatum(series.id);
 
-	plan = SPI_prepare("SELECT 1 FROM invoice_seq.ledger_entry"
-					   " WHERE series_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
-					   1, &argtype);
-	if (plan == NULL)
-		invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "preparing the ledger check");
-	rc = SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
-							  InvalidSnapshot, true, false, 1);
+	plan = invoice_seq_plan(&used_plan,
+							"SELECT 1 FROM invoice_seq.ledger_entry"
+							" WHERE series_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
+							1, &argtype);
+	rc = invoice_seq_execute(plan, &arg, NULL, false, 1);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking the ledger");
 	if (SPI_processed > 0)
 		ereport(ERROR,
@@ -672,9 +673,11 @@ invoice_seq_drop_series(PG_FUNCTION_ARGS)
 				 errdetail("Its ledger entries are part of the legal record."),
 				 errhint("Void the numbers that were not issued, and stop using the series instead.")));
 
-	rc = SPI_execute_with_args("DELETE FROM invoice_seq.series_def"
-							   " WHERE id OPERATOR(pg_catalog.=) $1",
-							   1, &argtype, &arg, NULL, false, 0);
+	plan = invoice_seq_plan(&drop_plan,
+							"DELETE FROM invoice_seq.series_def"
+							" WHERE id OPERATOR(pg_catalog.=) $1",
+							1, &argtype);
+	rc = invoice_seq_execute(plan, &arg, NULL, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_DELETE, "dropping a series");
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);
