@@ -24,11 +24,11 @@ DATA = invoice_seq--1.0.sql
 
 REGRESS = setup series reserve confirm_void check_series
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
-	--temp-config=$(srcdir)/test/regress.conf
+	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 
 ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-instance=tmp_check_iso \
-	--temp-config=$(srcdir)/test/isolation.conf
+	--temp-config=$(srcdir)/test/isolation.conf --encoding=UTF8 --no-locale
 
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

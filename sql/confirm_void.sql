@@ -91,8 +91,8 @@ SELECT expect_error($$SELECT invoice_seq.confirm_invoice_no('CVM', 1, NULL, '202
 SELECT expect_error($$SELECT invoice_seq.confirm_invoice_no('CVY', 1, NULL, '1999')$$);
 -- the missing period in full
 SELECT invoice_seq.confirm_invoice_no('CVY', 1);
-SELECT invoice_seq.confirm_invoice_no('CVY', 1, 'y-1', to_char(now(), 'YYYY'));
-SELECT invoice_seq.void_invoice_no('CVM', 1, 'test', to_char(now(), 'YYYY-MM'));
+SELECT invoice_seq.confirm_invoice_no('CVY', 1, 'y-1', to_char(now() AT TIME ZONE 'UTC', 'YYYY'));
+SELECT invoice_seq.void_invoice_no('CVM', 1, 'test', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'));
 SELECT series, invoice_no, status FROM invoice_seq.ledger
 WHERE series IN ('CVY', 'CVM') ORDER BY series;
 

@@ -34,7 +34,7 @@ SELECT count(*) AS entries, max(invoice_no) AS highest
 FROM invoice_seq.ledger WHERE series = 'INV';
 
 -- A key belongs to its series: the same key in another series is unrelated.
-SELECT invoice_no, period = to_char(now(), 'YYYY-MM') AS this_month
+SELECT invoice_no, period = to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS this_month
 FROM invoice_seq.reserve_invoice('M.1', 'order-1');
 
 -- A key whose number was issued returns it, status 'issued'.
@@ -89,7 +89,7 @@ SELECT invoice_no,
            AS display_ok
 FROM invoice_seq.reserve_invoice('INV-Y');
 SELECT invoice_no,
-       display_no = 'M' || to_char(now(), 'YYMM') || '/2' AS display_ok
+       display_no = 'M' || to_char(now() AT TIME ZONE 'UTC', 'YYMM') || '/2' AS display_ok
 FROM invoice_seq.reserve_invoice('M.1');
 
 -- A new format applies to numbers reserved from then on; numbers already
