@@ -38,6 +38,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -75,6 +76,7 @@ static MemoryContext batch_context = NULL;
 /* Reservation times never go backwards, even if the clock does. */
 static TimestampTz last_batch_time = 0;
 
+static void sequencer_sigint(SIGNAL_ARGS);
 static void sequencer_configure(void);
 static void sequencer_detach(int code, Datum arg);
 static int	take_requests(void);
@@ -83,6 +85,21 @@ static void process_entry(BatchEntry *entry, TimestampTz now);
 static void answer_entries(void);
 static void set_error(RequestError *error, int sqlerrcode, const char *message,
 					  const char *detail, const char *hint);
+
+/*
+ * SIGINT.  lock_timeout interrupts a lock wait by sending us SIGINT, so that
+ * one is handled as a backend handles it.  A cancel request from a user
+ * (pg_cancel_backend) is ignored: it would end a commit's wait for a
+ * synchronous standby early, without an error, and we would then answer for
+ * numbers that were never replicated.  Terminating the sequencer still
+ * works.
+ */
+static void
+sequencer_sigint(SIGNAL_ARGS)
+{
+	if (get_timeout_indicator(LOCK_TIMEOUT, false))
+		StatementCancelHandler(postgres_signal_arg);
+}
 
 void
 invoice_seq_register_sequencer(void)
@@ -113,6 +130,7 @@ invoice_seq_sequencer_main(Datum main_arg)
 	 */
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, sequencer_sigint);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(invoice_seq_database, NULL, 0);
@@ -322,6 +340,14 @@ run_batch(void)
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+
+	/*
+	 * A termination request ends the commit's wait for a synchronous standby
+	 * without an error, and the commit then completes locally.  Act on it
+	 * before anyone is told that a number is reserved: we exit here, and
+	 * sequencer_detach() reports the outcome as unknown.
+	 */
+	CHECK_FOR_INTERRUPTS();
 
 	pgstat_report_activity(STATE_IDLE, NULL);
 	answer_entries();
