@@ -1,0 +1,220 @@
+
+# When the sequencer is unavailable, reserve fails at once (or after
+# invoice_seq.sequencer_timeout) with SQLSTATE 55000 and a hint, and
+# nothing is reserved.  A terminated sequencer comes back by itself, and
+# requests queued meanwhile are served by the new one.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+
+use InvoiceSeqTest;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+# Run $sql with verbose errors; return stderr.
+sub error_of
+{
+	my ($node, $db, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql($db, "\\set VERBOSITY verbose\n$sql");
+	return $err;
+}
+
+sub ledger_size
+{
+	my ($node, $db) = @_;
+	return $node->safe_psql($db, 'SELECT count(*) FROM invoice_seq.ledger');
+}
+
+# 1. Not preloaded: the extension can be created, but reserve refuses.
+my $plain = PostgreSQL::Test::Cluster->new('plain');
+$plain->init;
+$plain->start;
+$plain->safe_psql('postgres',
+	"CREATE EXTENSION invoice_seq; SELECT invoice_seq.create_series('S')");
+my $err = error_of($plain, 'postgres', "SELECT invoice_seq.reserve_invoice_no('S')");
+like($err, qr/ERROR:  55000: invoice_seq sequencer is not available/,
+	'not preloaded: 55000');
+like($err, qr/HINT:  Add invoice_seq to shared_preload_libraries/,
+	'not preloaded: the hint says what to configure');
+is(ledger_size($plain, 'postgres'), '0', 'not preloaded: nothing reserved');
+$plain->stop;
+
+# 2. Preloaded, but the caller is in another database than the sequencer's.
+# (This node allows streaming, so that section 6 can ask for a synchronous
+# standby.)
+my $node = InvoiceSeqTest::new_node('main', init => { allows_streaming => 1 });
+$node->safe_psql('postgres', "SELECT invoice_seq.create_series('S')");
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other',
+	"CREATE EXTENSION invoice_seq; SELECT invoice_seq.create_series('S')");
+$err = error_of($node, 'other', "SELECT invoice_seq.reserve_invoice_no('S')");
+like($err,
+	qr/ERROR:  55000: invoice_seq sequencer serves database "postgres", not "other"/,
+	'other database: 55000');
+like($err, qr/HINT:  Set invoice_seq.database = 'other'/,
+	'other database: the hint says what to configure');
+is(ledger_size($node, 'other'), '0', 'other database: nothing reserved');
+
+# 3. The sequencer is terminated: it is restarted, and a request made while
+# it is away waits for the new one instead of failing.
+is($node->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')"),
+	'1', 'the sequencer serves');
+my $pid = InvoiceSeqTest::sequencer_pid($node);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
+  or die 'the sequencer did not exit';
+is($node->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')"),
+	'2', 'a request made while the sequencer restarts is served by the new one');
+isnt(InvoiceSeqTest::sequencer_pid($node), $pid, 'a new sequencer runs');
+ok($node->log_contains(qr/background worker "invoice_seq sequencer" \(PID $pid\) exited with exit code 1/),
+	'the old sequencer exited with code 1, so the postmaster restarts it');
+
+# Start one reservation in the background; returns a handle whose stderr
+# and stdout are filled once it finishes.
+sub reserve_in_background
+{
+	my ($key) = @_;
+	my %r = (out => '', err => '');
+	$r{handle} = IPC::Run::start(
+		[
+			'psql', '-X', '-A', '-t', '-v', 'VERBOSITY=verbose',
+			'-d', $node->connstr('postgres'),
+			'-c', "SELECT invoice_seq.reserve_invoice_no('S', '$key')"
+		],
+		'>', \$r{out}, '2>', \$r{err});
+	return \%r;
+}
+
+# Poll until the sequencer waits on $event.
+sub sequencer_waits_on
+{
+	my ($event) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity"
+		  . " WHERE backend_type = 'invoice_seq sequencer' AND wait_event = '$event'")
+	  and return;
+	diag $node->safe_psql('postgres',
+		"SELECT pid, backend_type, wait_event_type, wait_event, state, query"
+		  . " FROM pg_stat_activity");
+	die "the sequencer never waited on $event";
+}
+
+# 4. The sequencer exits in the middle of a batch, before committing: the
+# waiting request is answered at once, and nothing was reserved.  A session
+# holding a lock on the ledger keeps the sequencer inside the batch.
+my $entries = ledger_size($node, 'postgres');
+my $admin = $node->background_psql('postgres');
+$admin->query_safe('BEGIN; LOCK TABLE invoice_seq.ledger_entry IN ACCESS EXCLUSIVE MODE');
+my $r = reserve_in_background('k-before');
+sequencer_waits_on('relation');
+$pid = InvoiceSeqTest::sequencer_pid($node);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$r->{handle}->finish;
+like($r->{err}, qr/ERROR:  55000: invoice_seq sequencer exited before reserving a number/,
+	'sequencer exits mid-batch: 55000');
+like($r->{err}, qr/DETAIL:  No number of series "S" was reserved/,
+	'sequencer exits mid-batch: the detail says nothing was reserved');
+$admin->query_safe('ROLLBACK');
+InvoiceSeqTest::wait_for_sequencer($node, $pid);
+is(ledger_size($node, 'postgres'), $entries, 'sequencer exits mid-batch: nothing reserved');
+
+# 5. A lock on the ledger held longer than invoice_seq.lock_timeout: the
+# sequencer gives up on that request instead of holding up every other one.
+$node->safe_psql('postgres', "ALTER SYSTEM SET invoice_seq.lock_timeout = '200ms'");
+$node->reload;
+$admin->query_safe('BEGIN; LOCK TABLE invoice_seq.ledger_entry IN ACCESS EXCLUSIVE MODE');
+$err = error_of($node, 'postgres', "SELECT invoice_seq.reserve_invoice_no('S', 'k-locked')");
+like($err, qr/ERROR:  55P03: canceling statement due to lock timeout/,
+	'table lock held past invoice_seq.lock_timeout: 55P03');
+like($err, qr/HINT:  Another transaction holds a lock on the ledger/,
+	'table lock held past invoice_seq.lock_timeout: the hint says why');
+$admin->query_safe('ROLLBACK');
+is(ledger_size($node, 'postgres'), $entries, 'lock timeout: nothing reserved');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET invoice_seq.lock_timeout');
+$node->reload;
+
+# 6. The sequencer exits after its batch committed locally, while it waits
+# for a synchronous standby that does not exist.  The outcome is unknown to
+# the requester, which is told to retry with the same key; the retry gets
+# the number that was reserved.
+# (The checkpointer applies synchronous_standby_names asynchronously after
+# a reload, so restart to be sure that commits wait.)
+$node->append_conf('postgresql.conf', "synchronous_standby_names = 'nobody'");
+$node->restart;
+InvoiceSeqTest::wait_for_sequencer($node);
+$r = reserve_in_background('k-commit');
+sequencer_waits_on('SyncRep');
+$pid = InvoiceSeqTest::sequencer_pid($node);
+
+# A cancel request would end that wait early without an error; the
+# sequencer ignores it, so nobody is told about an unreplicated number.
+# (This can only pass wrongly, by checking too early, never fail wrongly.)
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+sleep 1;
+sequencer_waits_on('SyncRep');
+ok($r->{handle}->pumpable, 'a cancel request does not end the wait for the standby');
+
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+$r->{handle}->finish;
+like($r->{err},
+	qr/ERROR:  55000: invoice_seq sequencer exited while committing a reservation/,
+	'sequencer exits while committing: 55000');
+like($r->{err}, qr/HINT:  Retry with the same idempotency key/,
+	'sequencer exits while committing: the hint says to retry with the key');
+$admin->quit;
+$node->safe_psql('postgres', "ALTER SYSTEM SET synchronous_standby_names = ''");
+$node->restart;
+InvoiceSeqTest::wait_for_sequencer($node);
+my $number = $node->safe_psql('postgres',
+	"SELECT invoice_seq.reserve_invoice_no('S', 'k-commit')");
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM invoice_seq.ledger WHERE idempotency_key = 'k-commit'"),
+	'1',
+	'the reservation committed before the exit is in the ledger, once');
+is($number, $entries + 1, 'the retry with the key gets that number');
+is( $node->safe_psql('postgres', "SELECT count(*) FROM invoice_seq.check_series('S')"),
+	'0', 'the series is healthy');
+
+$node->stop;
+
+# 7. No sequencer can start (no worker slot): a request waits
+# invoice_seq.sequencer_timeout, then fails, and nothing is reserved.
+my $noworker = PostgreSQL::Test::Cluster->new('noworker');
+$noworker->init;
+$noworker->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'invoice_seq'
+invoice_seq.database = 'postgres'
+max_worker_processes = 0
+});
+$noworker->start;
+$noworker->safe_psql('postgres',
+	"CREATE EXTENSION invoice_seq; SELECT invoice_seq.create_series('S')");
+$err = error_of($noworker, 'postgres',
+	"SET invoice_seq.sequencer_timeout = '500ms'; SELECT invoice_seq.reserve_invoice_no('S')");
+like($err, qr/ERROR:  55000: invoice_seq sequencer is not running/,
+	'sequencer not running: 55000 after sequencer_timeout');
+like($err, qr/DETAIL:  No number of series "S" was reserved/,
+	'sequencer not running: the detail says nothing was reserved');
+like($err, qr/HINT:  The sequencer is restarted automatically/,
+	'sequencer not running: the hint says what to check');
+$err = error_of($noworker, 'postgres',
+	"SET invoice_seq.sequencer_timeout = 0; SELECT invoice_seq.reserve_invoice_no('S')");
+like($err, qr/ERROR:  55000: invoice_seq sequencer is not running/,
+	'sequencer_timeout = 0 fails at once');
+is(ledger_size($noworker, 'postgres'), '0', 'sequencer not running: nothing reserved');
+
+# The queue is left clean: once a sequencer can run, reservations work.
+$noworker->append_conf('postgresql.conf', 'max_worker_processes = 8');
+$noworker->restart;
+InvoiceSeqTest::wait_for_sequencer($noworker);
+is($noworker->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')"),
+	'1', 'after a restart with worker slots, the first number is 1');
+$noworker->stop;
+
+done_testing();

@@ -1,0 +1,148 @@
+
+# Faults under load: kill -9 of the sequencer, kill -9 of a backend waiting
+# for it, and an immediate shutdown.  After each one, every number a client
+# was answered with is in the ledger exactly once, the ledger is dense, no
+# number was handed out twice, and the ledger's indexes pass amcheck.  A
+# retry with the key of an answered request gets the same number.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+
+use InvoiceSeqTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = InvoiceSeqTest::new_node('crash');
+$node->safe_psql('postgres', "SELECT invoice_seq.create_series('S')");
+
+my $nclients = 8;
+my $nrequests = 1500;
+my @all_answers;
+my $faults = 0;
+
+# One round: start the load, wait until it is well under way, inject the
+# fault, let the clients end, wait for the node and its sequencer, and
+# check the invariants over every answer so far.
+sub round
+{
+	my ($tag, $fault) = @_;
+
+	my $before = $node->safe_psql('postgres',
+		"SELECT count(*) FROM invoice_seq.ledger WHERE series = 'S'");
+	my @clients = InvoiceSeqTest::start_clients($node, 'S', $nclients, $nrequests,
+		keyed => 1, tag => $tag);
+	InvoiceSeqTest::wait_for_entries($node, 'S', $before + 1000);
+	my $old_pid = InvoiceSeqTest::sequencer_pid($node);
+	$fault->();
+	$faults++;
+	InvoiceSeqTest::finish_clients(@clients);
+	InvoiceSeqTest::wait_for_sequencer($node, $old_pid);
+
+	my $answers = InvoiceSeqTest::answers(@clients);
+	my ($nerrors) = InvoiceSeqTest::errors(@clients);
+	cmp_ok(scalar(@$answers), '<', $nclients * $nrequests,
+		"$tag: the fault cut the load short");
+	note sprintf("%s: %d numbers answered, %d requests failed or unanswered",
+		$tag, scalar(@$answers), $nclients * $nrequests - scalar(@$answers));
+	push @all_answers, @$answers;
+	InvoiceSeqTest::check_invariants($node, 'S', \@all_answers, "after $tag");
+
+	# A retry with the key of an answered request gets the same number.
+	# The request after it may or may not have been reserved when the fault
+	# struck; retried twice, it gets one number, the same both times.
+	my %last;
+	$last{ $_->{client} } = $_ for @$answers;
+	my (@mismatch, @unstable);
+	for my $a (values %last)
+	{
+		my $again = $node->safe_psql('postgres',
+			"SELECT invoice_seq.reserve_invoice_no('S', '$a->{key}')");
+		push @mismatch, "$a->{key}: $a->{number} then $again"
+		  if $again ne $a->{number};
+
+		my ($prefix, $i) = $a->{key} =~ /^(.*-)(\d+)$/;
+		next if $i >= $nrequests;
+		my $key = $prefix . ($i + 1);
+		my $first = $node->safe_psql('postgres',
+			"SELECT invoice_seq.reserve_invoice_no('S', '$key')");
+		my $second = $node->safe_psql('postgres',
+			"SELECT invoice_seq.reserve_invoice_no('S', '$key')");
+		push @unstable, "$key: $first then $second" if $first ne $second;
+		push @all_answers, { client => 'retry', key => $key, number => $first };
+	}
+	is(scalar(@mismatch), 0,
+		"$tag: retrying the last answered key of each client gets the same number")
+	  or diag join("\n", @mismatch);
+	is(scalar(@unstable), 0,
+		"$tag: retrying the first unanswered key of each client twice gets one number")
+	  or diag join("\n", @unstable);
+
+	return;
+}
+
+# 1. kill -9 of the sequencer.  The postmaster restarts the whole cluster.
+round('kill-sequencer',
+	sub {
+		my $pid = InvoiceSeqTest::sequencer_pid($node);
+		ok($pid, 'found the sequencer');
+		kill 'KILL', $pid;
+	});
+
+# 2. kill -9 of a backend that waits for the sequencer.  Backends wait on
+# their latch (wait event "Extension") only for the few milliseconds of a
+# batch, so poll until one is caught waiting; if none is caught, kill one
+# that is running a reservation, which is the same fault a moment earlier.
+round('kill-waiting-backend',
+	sub {
+		my $pid = '';
+		for (1 .. 200)
+		{
+			$pid = $node->safe_psql('postgres',
+				"SELECT pid FROM pg_stat_activity"
+				  . " WHERE backend_type = 'client backend'"
+				  . " AND wait_event_type = 'Extension'"
+				  . " AND query LIKE '%reserve_invoice_no%' LIMIT 1");
+			last if $pid;
+		}
+		if ($pid)
+		{
+			pass('caught a backend waiting for the sequencer');
+		}
+		else
+		{
+			$pid = $node->safe_psql('postgres',
+				"SELECT pid FROM pg_stat_activity"
+				  . " WHERE backend_type = 'client backend'"
+				  . " AND query LIKE '%reserve_invoice_no%' AND state = 'active' LIMIT 1");
+			ok($pid, 'found a backend running a reservation');
+		}
+		kill 'KILL', $pid;
+	});
+
+# 3. An immediate shutdown under load, then a restart.
+round('immediate-shutdown',
+	sub {
+		$node->stop('immediate');
+		$node->start;
+	});
+
+# After all that, numbering goes on above the highest number, and the next
+# number was never answered before.
+my ($max) = $node->safe_psql('postgres',
+	"SELECT max(invoice_no) FROM invoice_seq.ledger WHERE series = 'S'");
+my $next = $node->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')");
+is($next, $max + 1, 'numbering continues right after the highest number');
+ok(!grep({ $_->{number} == $next } @all_answers),
+	'the next number was never handed out before');
+
+my (undef, $lost) =
+  InvoiceSeqTest::check_invariants($node, 'S', \@all_answers, 'at the end');
+note sprintf("%d numbers answered across %d faults; %d lost",
+	scalar(@all_answers), $faults, $lost);
+
+$node->stop;
+done_testing();
