@@ -26,7 +26,8 @@ REGRESS = setup series reserve confirm_void check_series
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 
-ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve
+ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve \
+	series_lock
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-instance=tmp_check_iso \
 	--temp-config=$(srcdir)/test/isolation.conf --encoding=UTF8 --no-locale
 

@@ -417,14 +417,27 @@ series_wait_unlocked(int32 series_id)
 	LockRelease(&tag, ShareLock, false);
 }
 
-/* Copy row 0 of the last SPI result into *series. */
-static void
-series_from_tuple(InvoiceSeries *series)
+#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone"
+
+/*
+ * Run a prepared one-parameter series lookup, and copy the series into
+ * *series if there is one.  The caller is connected to SPI and runs as the
+ * extension's owner.
+ */
+static bool
+series_fetch(SPIPlanPtr plan, Datum arg, InvoiceSeries *series)
 {
-	HeapTuple	tuple = SPI_tuptable->vals[0];
-	TupleDesc	desc = SPI_tuptable->tupdesc;
+	int			rc = invoice_seq_execute(plan, &arg, NULL, false, 1);
+	HeapTuple	tuple;
+	TupleDesc	desc;
 	bool		isnull;
 
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
+	if (SPI_processed == 0)
+		return false;
+
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
 	series->id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
 	strlcpy(series->name, SPI_getvalue(tuple, desc, 2), sizeof(series->name));
 	series->start_at = DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
@@ -432,20 +445,13 @@ series_from_tuple(InvoiceSeries *series)
 	strlcpy(series->format, SPI_getvalue(tuple, desc, 5), sizeof(series->format));
 	strlcpy(series->time_zone, SPI_getvalue(tuple, desc, 6),
 			sizeof(series->time_zone));
+	return true;
 }
 
-#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone"
-
-/*
- * Look a series up by name.  The caller is connected to SPI and runs as the
- * extension's owner.  Returns false if there is no such series.
- */
+/* Look a series up by name.  Returns false if there is no such series. */
 bool
 series_lookup(const char *name, InvoiceSeries *series)
 {
-	Datum		arg = CStringGetTextDatum(name);
-	int			rc;
-
 	Oid			argtype = TEXTOID;
 	SPIPlanPtr	plan = invoice_seq_plan(&lookup_by_name_plan,
 										"SELECT " SERIES_COLUMNS
@@ -453,21 +459,13 @@ series_lookup(const char *name, InvoiceSeries *series)
 										" WHERE name OPERATOR(pg_catalog.=) $1",
 										1, &argtype);
 
-	rc = invoice_seq_execute(plan, &arg, NULL, false, 1);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
-	if (SPI_processed == 0)
-		return false;
-	series_from_tuple(series);
-	return true;
+	return series_fetch(plan, CStringGetTextDatum(name), series);
 }
 
 /* Same as series_lookup(), by id; used by the sequencer. */
 bool
 series_lookup_by_id(int32 id, InvoiceSeries *series)
 {
-	Datum		arg = Int32GetDatum(id);
-	int			rc;
-
 	Oid			argtype = INT4OID;
 	SPIPlanPtr	plan = invoice_seq_plan(&lookup_by_id_plan,
 										"SELECT " SERIES_COLUMNS
@@ -475,12 +473,7 @@ series_lookup_by_id(int32 id, InvoiceSeries *series)
 										" WHERE id OPERATOR(pg_catalog.=) $1",
 										1, &argtype);
 
-	rc = invoice_seq_execute(plan, &arg, NULL, false, 1);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
-	if (SPI_processed == 0)
-		return false;
-	series_from_tuple(series);
-	return true;
+	return series_fetch(plan, Int32GetDatum(id), series);
 }
 
 /* Look up a series that must exist, raising 42704 otherwise. */
