@@ -332,9 +332,12 @@ reserve_common(FunctionCallInfo fcinfo, InvoiceSeries *series,
 					 errdetail("An idempotency key has 1 to %d bytes.", ISEQ_MAX_KEY)));
 	}
 
-	/* The reservation is a write, even though it is not the caller's. */
-	PreventCommandIfReadOnly("reserve_invoice_no()");
+	/*
+	 * The reservation is a write, even though it is not the caller's.  (On
+	 * a standby every transaction is read-only; say why.)
+	 */
 	PreventCommandDuringRecovery("reserve_invoice_no()");
+	PreventCommandIfReadOnly("reserve_invoice_no()");
 
 	if (sequencer_shared == NULL)
 		ereport(ERROR,

@@ -181,9 +181,20 @@ is($number, $entries + 1, 'the retry with the key gets that number');
 is( $node->safe_psql('postgres', "SELECT count(*) FROM invoice_seq.check_series('S')"),
 	'0', 'the series is healthy');
 
+# 7. On a standby, no sequencer runs until promotion, and reserve refuses
+# like nextval() does.
+$node->backup('backup');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($node, 'backup', has_streaming => 1);
+$standby->start;
+$err = error_of($standby, 'postgres', "SELECT invoice_seq.reserve_invoice_no('S')");
+like($err, qr/ERROR:  25006: cannot execute reserve_invoice_no\(\) during recovery/,
+	'on a standby: 25006');
+$standby->stop;
+
 $node->stop;
 
-# 7. No sequencer can start (no worker slot): a request waits
+# 8. No sequencer can start (no worker slot): a request waits
 # invoice_seq.sequencer_timeout, then fails, and nothing is reserved.
 my $noworker = PostgreSQL::Test::Cluster->new('noworker');
 $noworker->init;
