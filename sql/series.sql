@@ -103,7 +103,7 @@ RESET ROLE;
 
 -- A role granted EXECUTE may manage series, without any table privilege.
 CREATE ROLE regress_invoice_admin;
-GRANT EXECUTE ON FUNCTION invoice_seq.create_series(text, bigint, text, text, interval, text),
+GRANT EXECUTE ON FUNCTION invoice_seq.create_series(text, bigint, text, text, interval, text, boolean),
                           invoice_seq.drop_series(text)
     TO regress_invoice_admin;
 GRANT EXECUTE ON FUNCTION expect_error(text) TO regress_invoice_admin;

@@ -11,6 +11,12 @@
  * while the confirm was lost, so only a person (or the application's
  * reconciliation) can say whether to confirm or void it.
  *
+ * A one-step number (next_invoice_no) whose transaction is over without
+ * having issued it is not reported: it is neither a gap nor stale, and the
+ * next caller of its series gets it.  A 'chronology' row is an issued number
+ * of a chronological series dated earlier than a lower number of the same
+ * period.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -34,11 +40,12 @@ PG_FUNCTION_INFO_V1(invoice_seq_check_series);
  */
 static const char *check_query =
 "WITH s AS ("
-"  SELECT id, name, start_at, stale_after FROM invoice_seq.series_def"
+"  SELECT id, name, start_at, stale_after, time_zone, chronological"
+"  FROM invoice_seq.series_def"
 "  WHERE $1 IS NULL OR id OPERATOR(pg_catalog.=) $1"
 "), e AS ("
 "  SELECT e.series_id, e.period, e.invoice_no, e.status, e.reserved_at,"
-"         e.reserved_by,"
+"         e.reserved_by, e.holder_xid, e.confirmed_at,"
 "         pg_catalog.lag(e.invoice_no) OVER (PARTITION BY e.series_id, e.period"
 "                                            ORDER BY e.invoice_no) AS prev"
 "  FROM invoice_seq.ledger_entry e"
@@ -61,6 +68,26 @@ static const char *check_query =
 " WHERE e.status OPERATOR(pg_catalog.=) 'reserved'"
 "   AND e.reserved_at OPERATOR(pg_catalog.<)"
 "       (pg_catalog.now() OPERATOR(pg_catalog.-) s.stale_after)"
+"   AND (e.holder_xid IS NULL"
+"        OR pg_catalog.pg_xact_status(e.holder_xid)"
+"           OPERATOR(pg_catalog.=) 'in progress')"
+" UNION ALL"
+" SELECT c.name, c.period, c.invoice_no, 'chronology',"
+"        pg_catalog.format('issued on %s, but a lower number of the period was issued on %s',"
+"                          pg_catalog.to_char(c.day, 'YYYY-MM-DD'),"
+"                          pg_catalog.to_char(c.latest, 'YYYY-MM-DD'))"
+" FROM (SELECT s.name, i.period, i.invoice_no, i.day,"
+"              pg_catalog.max(i.day) OVER (PARTITION BY i.series_id, i.period"
+"                                          ORDER BY i.invoice_no"
+"                                          ROWS BETWEEN UNBOUNDED PRECEDING"
+"                                          AND 1 PRECEDING) AS latest"
+"       FROM (SELECT e.series_id, e.period, e.invoice_no,"
+"                    pg_catalog.timezone(s.time_zone, e.confirmed_at)::pg_catalog.date AS day"
+"             FROM e JOIN s ON s.id OPERATOR(pg_catalog.=) e.series_id"
+"             WHERE s.chronological"
+"               AND e.status OPERATOR(pg_catalog.=) 'issued') i"
+"       JOIN s ON s.id OPERATOR(pg_catalog.=) i.series_id) c"
+" WHERE c.day OPERATOR(pg_catalog.<) c.latest"
 " ORDER BY 1, 2, 3, 4";
 
 /* invoice_seq.check_series(series) RETURNS TABLE(series, period, invoice_no, problem, detail) */

@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -30,6 +31,7 @@ char	   *invoice_seq_database = NULL;
 int			invoice_seq_lock_timeout = 5000;
 int			invoice_seq_max_batch_size = ISEQ_MAX_BATCH;
 int			invoice_seq_sequencer_timeout = 10000;
+char	   *invoice_seq_test_clock = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -66,6 +68,15 @@ _PG_init(void)
 							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("invoice_seq.test_clock",
+							   "For tests only: the time at which this session's numbers are reserved, issued and voided.",
+							   "Empty means the real clock.",
+							   &invoice_seq_test_clock,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	if (process_shared_preload_libraries_in_progress)
 	{
@@ -199,4 +210,29 @@ invoice_seq_spi_check(int rc, int expected, const char *what)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("invoice_seq: %s failed: %s",
 						what, SPI_result_code_string(rc))));
+}
+
+/*
+ * The time invoice_seq.test_clock sets for this session, or 0 if it is not
+ * set.  Only superusers can set it; tests use it to put numbers on given
+ * days.
+ */
+TimestampTz
+invoice_seq_test_now(void)
+{
+	if (invoice_seq_test_clock == NULL || invoice_seq_test_clock[0] == '\0')
+		return 0;
+	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+												   CStringGetDatum(invoice_seq_test_clock),
+												   ObjectIdGetDatum(InvalidOid),
+												   Int32GetDatum(-1)));
+}
+
+/* The time at which this session confirms or voids a number. */
+TimestampTz
+invoice_seq_now(void)
+{
+	TimestampTz now = invoice_seq_test_now();
+
+	return now != 0 ? now : GetCurrentTimestamp();
 }

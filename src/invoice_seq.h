@@ -13,6 +13,7 @@
 #ifndef INVOICE_SEQ_H
 #define INVOICE_SEQ_H
 
+#include "access/transam.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "pgtime.h"
@@ -62,6 +63,7 @@ typedef struct InvoiceSeries
 	SeriesReset reset;
 	char		format[ISEQ_MAX_FORMAT + 1];
 	char		time_zone[TZ_STRLEN_MAX + 1];
+	bool		chronological;	/* never issue a higher number on an earlier day */
 } InvoiceSeries;
 
 /* One ledger entry as handed back to a caller of reserve. */
@@ -114,6 +116,9 @@ typedef struct SequencerRequest
 	char		role[NAMEDATALEN];
 	bool		has_key;
 	char		key[ISEQ_MAX_KEY + 1];
+	FullTransactionId holder;	/* next_invoice_no(): the caller's top xid;
+								 * invalid for a two-phase reservation */
+	TimestampTz clock;			/* invoice_seq.test_clock, or 0 */
 
 	/* the answer, valid once state is REQUEST_DONE */
 	bool		ok;
@@ -140,6 +145,7 @@ extern char *invoice_seq_database;
 extern int	invoice_seq_lock_timeout;
 extern int	invoice_seq_max_batch_size;
 extern int	invoice_seq_sequencer_timeout;
+extern char *invoice_seq_test_clock;
 extern SequencerShared *sequencer_shared;
 
 extern Oid	invoice_seq_owner(void);
@@ -149,6 +155,8 @@ extern SPIPlanPtr invoice_seq_plan(SPIPlanPtr *cache, const char *sql,
 extern int	invoice_seq_execute(SPIPlanPtr plan, Datum *values,
 								const char *nulls, bool read_only, long tcount);
 extern void invoice_seq_spi_check(int rc, int expected, const char *what);
+extern TimestampTz invoice_seq_test_now(void);
+extern TimestampTz invoice_seq_now(void);
 
 /* series.c */
 extern bool series_lookup(const char *name, InvoiceSeries *series);
@@ -162,12 +170,17 @@ extern void series_period(const InvoiceSeries *series, TimestampTz ts,
 						  char *period);
 extern void series_render(const InvoiceSeries *series, int64 invoice_no,
 						  TimestampTz ts, char *display_no);
+extern int	series_day(const InvoiceSeries *series, TimestampTz ts);
 extern const char *series_reset_name(SeriesReset reset);
 
 /* ledger.c */
+extern void ledger_begin_batch(MemoryContext context);
 extern void ledger_reserve(const InvoiceSeries *series, const char *key,
-						   const char *role, TimestampTz now,
-						   ReservedNumber *result);
+						   FullTransactionId holder, const char *role,
+						   TimestampTz now, ReservedNumber *result);
+extern void ledger_issue_held(const InvoiceSeries *series,
+							  FullTransactionId holder, const char *role,
+							  const ReservedNumber *number);
 
 /* request.c */
 extern Size request_shmem_size(void);

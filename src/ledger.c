@@ -12,15 +12,26 @@
  * separate counter that could drift from the ledger, and a crash can only
  * lose rows that were never committed and never answered.
  *
+ * A number taken with next_invoice_no() is recorded with its holder, the
+ * caller's top-level transaction id, and the caller's own transaction marks
+ * it issued.  Once the holder is over, a row that is still 'reserved' was
+ * not issued (rollback, error, killed backend, crash): the sequencer hands
+ * it out again, lowest first, before any fresh number.  Whether a holder is
+ * over is judged with the same snapshot that read the row, so a holder that
+ * committed just before is always seen as having issued its number.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/xid8.h"
 
 #include "invoice_seq.h"
 
@@ -30,9 +41,35 @@ PG_FUNCTION_INFO_V1(invoice_seq_void_invoice_no);
 static SPIPlanPtr key_plan = NULL;
 static SPIPlanPtr last_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr held_plan = NULL;
+static SPIPlanPtr recycle_plan = NULL;
+static SPIPlanPtr auto_void_plan = NULL;
+static SPIPlanPtr above_plan = NULL;
+static SPIPlanPtr below_plan = NULL;
+static SPIPlanPtr issue_held_plan = NULL;
 static SPIPlanPtr lock_entry_plan = NULL;
 static SPIPlanPtr confirm_plan = NULL;
 static SPIPlanPtr void_plan = NULL;
+
+/*
+ * The numbers of one (series, period) that the sequencer may hand out
+ * again, lowest first.  Found once per batch and series, when the first
+ * request of the batch for that series needs them.
+ */
+typedef struct Recyclable
+{
+	int32		series_id;
+	char		period[ISEQ_MAX_PERIOD + 1];
+	int			count;
+	int			next;			/* numbers[next] is the next candidate */
+	int64	   *numbers;
+} Recyclable;
+
+static MemoryContext batch_context = NULL;
+static List *batch_recyclable = NIL;
+
+/* Who voids a number that can no longer be issued: the extension itself. */
+#define AUTO_VOIDED_BY "invoice_seq"
 
 /* Parameters of the statements on one entry: the key, then the change. */
 static Oid	entry_argtypes[6] = {INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
@@ -49,30 +86,306 @@ number_label(const char *series, const char *period, int64 invoice_no)
 					invoice_no, series, period);
 }
 
+/* yyyymmdd as 'yyyy-mm-dd'. */
+static char *
+day_text(int day)
+{
+	return psprintf("%04d-%02d-%02d", day / 10000, day / 100 % 100, day % 100);
+}
+
+/* The nearest number above or below $3 that is or will be issued. */
+#define NEIGHBOUR_SQL(comparison, order) \
+	"SELECT invoice_no," \
+	"       CASE WHEN status OPERATOR(pg_catalog.=) 'issued'" \
+	"            THEN confirmed_at ELSE reserved_at END" \
+	" FROM invoice_seq.ledger_entry" \
+	" WHERE series_id OPERATOR(pg_catalog.=) $1" \
+	" AND period OPERATOR(pg_catalog.=) $2" \
+	" AND invoice_no " comparison " $3" \
+	" AND (status OPERATOR(pg_catalog.=) 'issued'" \
+	"      OR (status OPERATOR(pg_catalog.=) 'reserved'" \
+	"          AND holder_xid IS NOT NULL" \
+	"          AND pg_catalog.pg_xact_status(holder_xid)" \
+	"              OPERATOR(pg_catalog.=) 'in progress'))" \
+	" ORDER BY invoice_no " order " LIMIT 1"
+
+/*
+ * Would issuing invoice_no of (series, period) at "when" break the
+ * chronological rule: a higher number never carries an earlier day than a
+ * lower one?  The neighbours that count are the issued numbers and the
+ * one-step numbers whose transaction is still open (they will be issued at
+ * their reservation time, if at all).  With the rule holding for the rest
+ * of the period, the nearest such neighbour on each side is enough.
+ *
+ * Returns NULL if there is no conflict, else a sentence that names the
+ * conflicting number.  The caller is connected to SPI as the owner.
+ */
+static char *
+chronology_conflict(const InvoiceSeries *series, const char *period,
+					int64 invoice_no, TimestampTz when)
+{
+	Oid			argtypes[3] = {INT4OID, TEXTOID, INT8OID};
+	Datum		values[3];
+	int			day = series_day(series, when);
+	int			side;
+
+	values[0] = Int32GetDatum(series->id);
+	values[1] = CStringGetTextDatum(period);
+	values[2] = Int64GetDatum(invoice_no);
+
+	for (side = 0; side < 2; side++)
+	{
+		bool		above = (side == 0);
+		SPIPlanPtr	plan;
+		int			rc;
+		bool		isnull;
+		int64		other;
+		int			other_day;
+
+		if (above)
+			plan = invoice_seq_plan(&above_plan,
+									NEIGHBOUR_SQL("OPERATOR(pg_catalog.>)", "ASC"),
+									3, argtypes);
+		else
+			plan = invoice_seq_plan(&below_plan,
+									NEIGHBOUR_SQL("OPERATOR(pg_catalog.<)", "DESC"),
+									3, argtypes);
+		rc = invoice_seq_execute(plan, values, NULL, true, 1);
+		invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking chronological order");
+		if (SPI_processed == 0)
+			continue;
+
+		other = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+		other_day = series_day(series,
+							   DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+																 SPI_tuptable->tupdesc,
+																 2, &isnull)));
+		if (above ? other_day < day : other_day > day)
+			return psprintf("Number " INT64_FORMAT " is dated %s, and number " INT64_FORMAT " would be dated %s.",
+							other, day_text(other_day), invoice_no, day_text(day));
+	}
+	return NULL;
+}
+
+/*
+ * Has the holder of a one-step number finished, as of the snapshot that
+ * read the number's row?
+ */
+static bool
+holder_finished(FullTransactionId holder, Snapshot snapshot)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+
+	/*
+	 * A holder at or past the next id cannot be running.  Nor can one so old
+	 * that 32-bit comparisons with the snapshot would wrap around.
+	 */
+	if (!FullTransactionIdPrecedes(holder, next) ||
+		U64FromFullTransactionId(next) - U64FromFullTransactionId(holder) >
+		(uint64) (MaxTransactionId >> 1))
+		return true;
+	return !XidInMVCCSnapshot(XidFromFullTransactionId(holder), snapshot);
+}
+
+/* Void a one-step number that was not issued and never can be. */
+static void
+auto_void(const InvoiceSeries *series, const char *period, int64 invoice_no,
+		  TimestampTz now, const char *reason)
+{
+	Oid			argtypes[6] = {INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
+	TEXTOID, TEXTOID};
+	Datum		values[6];
+	SPIPlanPtr	plan;
+	int			rc;
+
+	plan = invoice_seq_plan(&auto_void_plan,
+							"UPDATE invoice_seq.ledger_entry"
+							" SET status = 'voided', voided_at = $4,"
+							"     voided_by = $5, void_reason = $6"
+							" WHERE series_id OPERATOR(pg_catalog.=) $1"
+							" AND period OPERATOR(pg_catalog.=) $2"
+							" AND invoice_no OPERATOR(pg_catalog.=) $3"
+							" AND status OPERATOR(pg_catalog.=) 'reserved'"
+							" AND holder_xid IS NOT NULL",
+							6, argtypes);
+	values[0] = Int32GetDatum(series->id);
+	values[1] = CStringGetTextDatum(period);
+	values[2] = Int64GetDatum(invoice_no);
+	values[3] = TimestampTzGetDatum(now);
+	values[4] = CStringGetTextDatum(AUTO_VOIDED_BY);
+	values[5] = CStringGetTextDatum(reason);
+	rc = invoice_seq_execute(plan, values, NULL, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "voiding a number that cannot be issued");
+}
+
+/* Start a new batch: forget what the last one found. */
+void
+ledger_begin_batch(MemoryContext context)
+{
+	batch_context = context;
+	batch_recyclable = NIL;
+}
+
+/*
+ * The recyclable numbers of (series, period), found on first use in the
+ * batch.  One-step numbers of earlier periods that were not issued can no
+ * longer be: they are voided here, on the way.
+ */
+static Recyclable *
+find_recyclable(const InvoiceSeries *series, const char *period,
+				TimestampTz now)
+{
+	ListCell   *lc;
+	Recyclable *rec;
+	Oid			argtype = INT4OID;
+	Datum		arg = Int32GetDatum(series->id);
+	SPIPlanPtr	plan;
+	Snapshot	snapshot;
+	MemoryContext oldcontext;
+	uint64		i;
+	int			rc;
+
+	foreach(lc, batch_recyclable)
+	{
+		rec = (Recyclable *) lfirst(lc);
+		if (rec->series_id == series->id && strcmp(rec->period, period) == 0)
+			return rec;
+	}
+
+	plan = invoice_seq_plan(&held_plan,
+							"SELECT period, invoice_no, holder_xid"
+							" FROM invoice_seq.ledger_entry"
+							" WHERE series_id OPERATOR(pg_catalog.=) $1"
+							" AND status OPERATOR(pg_catalog.=) 'reserved'"
+							" AND holder_xid IS NOT NULL"
+							" ORDER BY period, invoice_no",
+							1, &argtype);
+
+	/* the rows, and whether their holders are over, as of one snapshot */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	rc = SPI_execute_snapshot(plan, &arg, NULL, snapshot, InvalidSnapshot,
+							  true, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding numbers to hand out again");
+
+	oldcontext = MemoryContextSwitchTo(batch_context);
+	rec = palloc0(sizeof(Recyclable));
+	rec->series_id = series->id;
+	strlcpy(rec->period, period, sizeof(rec->period));
+	rec->numbers = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	batch_recyclable = lappend(batch_recyclable, rec);
+	MemoryContextSwitchTo(oldcontext);
+
+	{
+		SPITupleTable *tuptable = SPI_tuptable;
+		uint64		nrows = SPI_processed;
+
+		for (i = 0; i < nrows; i++)
+		{
+			HeapTuple	tuple = tuptable->vals[i];
+			char	   *row_period = SPI_getvalue(tuple, tuptable->tupdesc, 1);
+			bool		isnull;
+			int64		invoice_no = DatumGetInt64(SPI_getbinval(tuple, tuptable->tupdesc, 2, &isnull));
+			FullTransactionId holder = DatumGetFullTransactionId(SPI_getbinval(tuple, tuptable->tupdesc, 3, &isnull));
+			int			cmp = strcmp(row_period, period);
+
+			if (!holder_finished(holder, snapshot))
+				continue;
+			if (cmp == 0)
+				rec->numbers[rec->count++] = invoice_no;
+			else if (cmp < 0)
+				auto_void(series, row_period, invoice_no, now,
+						  "not issued: the transaction that took it with next_invoice_no() did not commit, and its period has ended");
+		}
+		SPI_freetuptable(tuptable);
+	}
+	UnregisterSnapshot(snapshot);
+
+	return rec;
+}
+
+/*
+ * Hand out a recyclable number again, to holder (invalid for a two-phase
+ * reservation, which may carry an idempotency key instead).
+ */
+static bool
+recycle(const InvoiceSeries *series, const char *period, int64 invoice_no,
+		const char *key, FullTransactionId holder, const char *role,
+		TimestampTz now, ReservedNumber *result)
+{
+	Oid			argtypes[8] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
+	XID8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
+	int			rc;
+
+	strlcpy(result->period, period, sizeof(result->period));
+	result->invoice_no = invoice_no;
+	series_render(series, invoice_no, now, result->display_no);
+	strlcpy(result->status, "reserved", sizeof(result->status));
+	result->reserved_at = now;
+
+	plan = invoice_seq_plan(&recycle_plan,
+							"UPDATE invoice_seq.ledger_entry"
+							" SET display_no = $4, holder_xid = $5,"
+							"     idempotency_key = $6, reserved_at = $7,"
+							"     reserved_by = $8"
+							" WHERE series_id OPERATOR(pg_catalog.=) $1"
+							" AND period OPERATOR(pg_catalog.=) $2"
+							" AND invoice_no OPERATOR(pg_catalog.=) $3"
+							" AND status OPERATOR(pg_catalog.=) 'reserved'"
+							" AND holder_xid IS NOT NULL",
+							8, argtypes);
+	values[0] = Int32GetDatum(series->id);
+	values[1] = CStringGetTextDatum(period);
+	values[2] = Int64GetDatum(invoice_no);
+	values[3] = CStringGetTextDatum(result->display_no);
+	if (FullTransactionIdIsValid(holder))
+		values[4] = FullTransactionIdGetDatum(holder);
+	else
+		nulls[4] = 'n';
+	if (key != NULL)
+		values[5] = CStringGetTextDatum(key);
+	else
+		nulls[5] = 'n';
+	values[6] = TimestampTzGetDatum(now);
+	values[7] = CStringGetTextDatum(role);
+	rc = invoice_seq_execute(plan, values, nulls, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "handing out a number again");
+
+	return SPI_processed == 1;
+}
+
 /*
  * Allocate a number of a series, or find the one already reserved under the
- * idempotency key.  Runs in the sequencer, inside a subtransaction of the
- * batch, connected to SPI, holding the series lock.
+ * idempotency key.  A number that a one-step caller took and did not issue
+ * comes first, lowest first; then max + 1.  holder is the caller's
+ * transaction for next_invoice_no(), invalid for reserve_invoice_no().
+ * Runs in the sequencer, inside a subtransaction of the batch, connected to
+ * SPI, holding the series lock.
  */
 void
-ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
+ledger_reserve(const InvoiceSeries *series, const char *key,
+			   FullTransactionId holder, const char *role,
 			   TimestampTz now, ReservedNumber *result)
 {
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		invoice_no;
+	Recyclable *rec;
 	int			rc;
 
 	if (key != NULL)
 	{
 		Oid			argtypes[2] = {INT4OID, TEXTOID};
 		SPIPlanPtr	plan = invoice_seq_plan(&key_plan,
-									   "SELECT period, invoice_no, display_no, status, reserved_at"
-									   " FROM invoice_seq.ledger_entry"
-									   " WHERE series_id OPERATOR(pg_catalog.=) $1"
-									   " AND idempotency_key OPERATOR(pg_catalog.=) $2",
-									   2, argtypes);
+											"SELECT period, invoice_no, display_no, status, reserved_at"
+											" FROM invoice_seq.ledger_entry"
+											" WHERE series_id OPERATOR(pg_catalog.=) $1"
+											" AND idempotency_key OPERATOR(pg_catalog.=) $2",
+											2, argtypes);
 
 		values[0] = Int32GetDatum(series->id);
 		values[1] = CStringGetTextDatum(key);
@@ -107,14 +420,35 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 
 	series_period(series, now, result->period);
 
+	/* First a number that a one-step caller took and did not issue. */
+	rec = find_recyclable(series, result->period, now);
+	while (rec->next < rec->count)
+	{
+		int64		candidate = rec->numbers[rec->next++];
+		char	   *conflict = NULL;
+
+		if (series->chronological)
+			conflict = chronology_conflict(series, result->period, candidate, now);
+		if (conflict != NULL)
+		{
+			auto_void(series, result->period, candidate, now,
+					  psprintf("not issued: the transaction that took it with next_invoice_no() did not commit, and issuing it now would break chronological order. %s",
+							   conflict));
+			continue;
+		}
+		if (recycle(series, result->period, candidate, key, holder, role,
+					now, result))
+			return;
+	}
+
 	{
 		Oid			argtypes[2] = {INT4OID, TEXTOID};
 		SPIPlanPtr	plan = invoice_seq_plan(&last_plan,
-									   "SELECT invoice_no FROM invoice_seq.ledger_entry"
-									   " WHERE series_id OPERATOR(pg_catalog.=) $1"
-									   " AND period OPERATOR(pg_catalog.=) $2"
-									   " ORDER BY invoice_no DESC LIMIT 1",
-									   2, argtypes);
+											"SELECT invoice_no FROM invoice_seq.ledger_entry"
+											" WHERE series_id OPERATOR(pg_catalog.=) $1"
+											" AND period OPERATOR(pg_catalog.=) $2"
+											" ORDER BY invoice_no DESC LIMIT 1",
+											2, argtypes);
 
 		values[0] = Int32GetDatum(series->id);
 		values[1] = CStringGetTextDatum(result->period);
@@ -146,28 +480,73 @@ ledger_reserve(const InvoiceSeries *series, const char *key, const char *role,
 
 	{
 		Oid			argtypes[8] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
-		TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+		TIMESTAMPTZOID, TEXTOID, TEXTOID, XID8OID};
 		SPIPlanPtr	plan = invoice_seq_plan(&insert_plan,
-									   "INSERT INTO invoice_seq.ledger_entry"
-									   " (series_id, period, invoice_no, display_no, status,"
-									   "  reserved_at, reserved_by, idempotency_key)"
-									   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-									   8, argtypes);
+											"INSERT INTO invoice_seq.ledger_entry"
+											" (series_id, period, invoice_no, display_no, status,"
+											"  reserved_at, reserved_by, idempotency_key, holder_xid)"
+											" VALUES ($1, $2, $3, $4, 'reserved', $5, $6, $7, $8)",
+											8, argtypes);
 
 		values[0] = Int32GetDatum(series->id);
 		values[1] = CStringGetTextDatum(result->period);
 		values[2] = Int64GetDatum(invoice_no);
 		values[3] = CStringGetTextDatum(result->display_no);
-		values[4] = CStringGetTextDatum("reserved");
-		values[5] = TimestampTzGetDatum(now);
-		values[6] = CStringGetTextDatum(role);
+		values[4] = TimestampTzGetDatum(now);
+		values[5] = CStringGetTextDatum(role);
 		if (key != NULL)
-			values[7] = CStringGetTextDatum(key);
+			values[6] = CStringGetTextDatum(key);
+		else
+			nulls[6] = 'n';
+		if (FullTransactionIdIsValid(holder))
+			values[7] = FullTransactionIdGetDatum(holder);
 		else
 			nulls[7] = 'n';
 		rc = invoice_seq_execute(plan, values, nulls, false, 0);
 		invoice_seq_spi_check(rc, SPI_OK_INSERT, "recording the reservation");
 	}
+}
+
+/*
+ * Issue a number that next_invoice_no() just received, in the caller's
+ * transaction: it counts as issued exactly if that transaction commits.  Its
+ * date is the time the sequencer handed it out, the time the chronological
+ * checks assumed.  The caller is connected to SPI as the owner.
+ */
+void
+ledger_issue_held(const InvoiceSeries *series, FullTransactionId holder,
+				  const char *role, const ReservedNumber *number)
+{
+	Oid			argtypes[6] = {INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
+	TEXTOID, XID8OID};
+	Datum		values[6];
+	SPIPlanPtr	plan;
+	int			rc;
+
+	plan = invoice_seq_plan(&issue_held_plan,
+							"UPDATE invoice_seq.ledger_entry"
+							" SET status = 'issued', confirmed_at = $4,"
+							"     confirmed_by = $5"
+							" WHERE series_id OPERATOR(pg_catalog.=) $1"
+							" AND period OPERATOR(pg_catalog.=) $2"
+							" AND invoice_no OPERATOR(pg_catalog.=) $3"
+							" AND status OPERATOR(pg_catalog.=) 'reserved'"
+							" AND holder_xid OPERATOR(pg_catalog.=) $6",
+							6, argtypes);
+	values[0] = Int32GetDatum(series->id);
+	values[1] = CStringGetTextDatum(number->period);
+	values[2] = Int64GetDatum(number->invoice_no);
+	values[3] = TimestampTzGetDatum(number->reserved_at);
+	values[4] = CStringGetTextDatum(role);
+	values[5] = FullTransactionIdGetDatum(holder);
+	rc = invoice_seq_execute(plan, values, NULL, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "issuing the number");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("invoice_seq: %s was not held by this transaction",
+						number_label(series->name, number->period,
+									 number->invoice_no))));
 }
 
 /*
@@ -232,6 +611,9 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 	char	   *label;
 	char	   *status;
 	char	   *old_ref;
+	bool		one_step;
+	bool		isnull;
+	TimestampTz now = invoice_seq_now();
 	Oid			save_userid;
 	int			save_sec_context;
 	SPIPlanPtr	plan;
@@ -305,7 +687,8 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 	values[2] = Int64GetDatum(invoice_no);
 
 	plan = invoice_seq_plan(&lock_entry_plan,
-					   "SELECT status, external_ref FROM invoice_seq.ledger_entry"
+					   "SELECT status, external_ref, holder_xid IS NOT NULL"
+					   " FROM invoice_seq.ledger_entry"
 					   " WHERE series_id OPERATOR(pg_catalog.=) $1"
 					   " AND period OPERATOR(pg_catalog.=) $2"
 					   " AND invoice_no OPERATOR(pg_catalog.=) $3"
@@ -323,12 +706,30 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	old_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	one_step = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 3, &isnull));
 
 	if (strcmp(status, "voided") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot %s %s: it is voided", confirm ? "confirm" : "void", label),
 				 errdetail("A voided number stays voided.")));
+
+	/*
+	 * A one-step number is issued by the transaction that took it, or handed
+	 * out again; nobody else decides its fate.  (Voided, it is as final as
+	 * any other void.)
+	 */
+	if (one_step)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot %s %s: it was taken with next_invoice_no()",
+						confirm ? "confirm" : "void", label),
+				 strcmp(status, "issued") == 0 ?
+				 errdetail("It was issued when the transaction that took it committed.") :
+				 errdetail("Such a number is issued when the transaction that took it commits, and handed out again if that transaction does not commit."),
+				 (!confirm && strcmp(status, "issued") == 0) ?
+				 errhint("An issued invoice is cancelled with a credit note.") : 0));
 
 	if (strcmp(status, "issued") == 0)
 	{
@@ -353,8 +754,20 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 				 errdetail("It was confirmed without an external_ref.")));
 	}
 
+	if (confirm && series.chronological)
+	{
+		char	   *conflict = chronology_conflict(&series, period, invoice_no, now);
+
+		if (conflict != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot confirm %s now: the series is chronological", label),
+					 errdetail_internal("%s", conflict),
+					 errhint("Void the number with invoice_seq.void_invoice_no(), and issue the invoice under a new number.")));
+	}
+
 	/* $4 = when, $5 = who, $6 = external_ref or void reason */
-	values[3] = TimestampTzGetDatum(GetCurrentTimestamp());
+	values[3] = TimestampTzGetDatum(now);
 	values[4] = CStringGetTextDatum(caller);
 	if (arg != NULL)
 		values[5] = CStringGetTextDatum(arg);

@@ -16,11 +16,16 @@
  * alter_series), the sequencer does not wait: it answers "series locked",
  * and the backend waits for that lock itself before asking again.
  *
+ * next_invoice_no() asks the same way, naming its transaction as the
+ * holder of the number, and then marks the number issued in that same
+ * transaction: the number is issued if and only if the transaction commits.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -38,9 +43,15 @@
 
 PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice_no);
 PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice);
+PG_FUNCTION_INFO_V1(invoice_seq_next_invoice_no);
+PG_FUNCTION_INFO_V1(invoice_seq_next_invoice);
 
 /* NULL unless the library was preloaded. */
 SequencerShared *sequencer_shared = NULL;
+
+/* The last transaction of this backend that took a one-step number. */
+static FullTransactionId one_step_holder;
+static bool xact_callback_registered = false;
 
 /* The FIFO of queued slot numbers lives right after the slots. */
 static inline int *
@@ -192,7 +203,8 @@ typedef enum RequestOutcome
  * Hand a reservation request to the sequencer and wait for its answer.
  */
 static RequestOutcome
-request_reserve(const InvoiceSeries *series, const char *key, const char *role,
+request_reserve(const InvoiceSeries *series, const char *key,
+				FullTransactionId holder, const char *role,
 				ReservedNumber *result, RequestError *error)
 {
 	SequencerShared *shared = sequencer_shared;
@@ -219,6 +231,8 @@ request_reserve(const InvoiceSeries *series, const char *key, const char *role,
 	strlcpy(slot->role, role, sizeof(slot->role));
 	slot->has_key = (key != NULL);
 	strlcpy(slot->key, key ? key : "", sizeof(slot->key));
+	slot->holder = holder;
+	slot->clock = invoice_seq_test_now();
 	slot->state = REQUEST_QUEUED;
 	request_queue_push(slotno);
 	sequencer_latch = shared->sequencer_latch;
@@ -299,16 +313,37 @@ request_reserve(const InvoiceSeries *series, const char *key, const char *role,
 }
 
 /*
- * Common part of reserve_invoice_no() and reserve_invoice().
+ * A prepared transaction could hold a one-step number for any length of
+ * time, and its fate would be decided outside the session that took it, so
+ * PREPARE TRANSACTION is refused after next_invoice_no().
  */
 static void
-reserve_common(FunctionCallInfo fcinfo, InvoiceSeries *series,
+one_step_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_PRE_PREPARE &&
+		FullTransactionIdIsValid(one_step_holder) &&
+		FullTransactionIdEquals(one_step_holder, GetTopFullTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot PREPARE a transaction that took an invoice number with next_invoice_no()"),
+				 errdetail("Holding a one-step invoice number across two-phase commit is not supported."),
+				 errhint("Use reserve_invoice_no() and confirm_invoice_no() in transactions that are prepared.")));
+}
+
+/*
+ * Common part of reserve_invoice_no(), reserve_invoice() (one_step false)
+ * and next_invoice_no(), next_invoice() (one_step true).
+ */
+static void
+request_number(FunctionCallInfo fcinfo, bool one_step, InvoiceSeries *series,
 			   ReservedNumber *result)
 {
+	const char *what = one_step ? "next_invoice_no()" : "reserve_invoice_no()";
 	char	   *name;
 	char	   *key = NULL;
 	char	   *role;
 	char	   *dbname;
+	FullTransactionId holder = InvalidFullTransactionId;
 	Oid			save_userid;
 	int			save_sec_context;
 	LOCKTAG		tag;
@@ -321,7 +356,7 @@ reserve_common(FunctionCallInfo fcinfo, InvoiceSeries *series,
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	series_check_name(name);
 
-	if (!PG_ARGISNULL(1))
+	if (!one_step && !PG_ARGISNULL(1))
 	{
 		key = text_to_cstring(PG_GETARG_TEXT_PP(1));
 		if (key[0] == '\0' || strlen(key) > ISEQ_MAX_KEY)
@@ -336,8 +371,8 @@ reserve_common(FunctionCallInfo fcinfo, InvoiceSeries *series,
 	 * The reservation is a write, even though it is not the caller's.  (On
 	 * a standby every transaction is read-only; say why.)
 	 */
-	PreventCommandDuringRecovery("reserve_invoice_no()");
-	PreventCommandIfReadOnly("reserve_invoice_no()");
+	PreventCommandDuringRecovery(what);
+	PreventCommandIfReadOnly(what);
 
 	if (sequencer_shared == NULL)
 		ereport(ERROR,
@@ -378,21 +413,45 @@ reserve_common(FunctionCallInfo fcinfo, InvoiceSeries *series,
 
 	role = GetUserNameFromId(GetUserId(), false);
 
+	/*
+	 * The number of a one-step call belongs to our top-level transaction,
+	 * which therefore needs its id before the sequencer records it.
+	 */
+	if (one_step)
+		holder = GetTopFullTransactionId();
+
 	for (;;)
 	{
-		RequestOutcome outcome = request_reserve(series, key, role, result, &error);
+		RequestOutcome outcome = request_reserve(series, key, holder, role,
+												 result, &error);
 
 		if (outcome == REQUEST_RESERVED)
-			return;
-		if (outcome == REQUEST_FAILED)
 			break;
+		if (outcome == REQUEST_FAILED)
+			ereport(ERROR,
+					(errcode(error.sqlerrcode),
+					 errmsg_internal("%s", error.message),
+					 error.detail[0] ? errdetail_internal("%s", error.detail) : 0,
+					 error.hint[0] ? errhint("%s", error.hint) : 0));
 		series_wait_unlocked(series->id);
 	}
-	ereport(ERROR,
-			(errcode(error.sqlerrcode),
-			 errmsg_internal("%s", error.message),
-			 error.detail[0] ? errdetail_internal("%s", error.detail) : 0,
-			 error.hint[0] ? errhint("%s", error.hint) : 0));
+
+	if (one_step)
+	{
+		if (!xact_callback_registered)
+		{
+			RegisterXactCallback(one_step_xact_callback, NULL);
+			xact_callback_registered = true;
+		}
+		one_step_holder = holder;
+
+		SPI_connect();
+		invoice_seq_become_owner(&save_userid, &save_sec_context);
+		ledger_issue_held(series, holder, role, result);
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		SPI_finish();
+		strlcpy(result->status, "issued", sizeof(result->status));
+	}
 }
 
 /* invoice_seq.reserve_invoice_no(series, idempotency_key) RETURNS bigint */
@@ -402,7 +461,7 @@ invoice_seq_reserve_invoice_no(PG_FUNCTION_ARGS)
 	InvoiceSeries series;
 	ReservedNumber result;
 
-	reserve_common(fcinfo, &series, &result);
+	request_number(fcinfo, false, &series, &result);
 	PG_RETURN_INT64(result.invoice_no);
 }
 
@@ -425,7 +484,7 @@ invoice_seq_reserve_invoice(PG_FUNCTION_ARGS)
 				 errmsg("function returning record called in context that cannot accept type record")));
 	desc = BlessTupleDesc(desc);
 
-	reserve_common(fcinfo, &series, &result);
+	request_number(fcinfo, false, &series, &result);
 
 	values[0] = CStringGetTextDatum(series.name);
 	values[1] = CStringGetTextDatum(result.period);
@@ -433,6 +492,46 @@ invoice_seq_reserve_invoice(PG_FUNCTION_ARGS)
 	values[3] = CStringGetTextDatum(result.display_no);
 	values[4] = CStringGetTextDatum(result.status);
 	values[5] = TimestampTzGetDatum(result.reserved_at);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* invoice_seq.next_invoice_no(series) RETURNS bigint */
+Datum
+invoice_seq_next_invoice_no(PG_FUNCTION_ARGS)
+{
+	InvoiceSeries series;
+	ReservedNumber result;
+
+	request_number(fcinfo, true, &series, &result);
+	PG_RETURN_INT64(result.invoice_no);
+}
+
+/*
+ * invoice_seq.next_invoice(series)
+ *		RETURNS (series, period, invoice_no, display_no)
+ */
+Datum
+invoice_seq_next_invoice(PG_FUNCTION_ARGS)
+{
+	InvoiceSeries series;
+	ReservedNumber result;
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning record called in context that cannot accept type record")));
+	desc = BlessTupleDesc(desc);
+
+	request_number(fcinfo, true, &series, &result);
+
+	values[0] = CStringGetTextDatum(series.name);
+	values[1] = CStringGetTextDatum(result.period);
+	values[2] = Int64GetDatum(result.invoice_no);
+	values[3] = CStringGetTextDatum(result.display_no);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -10,6 +10,13 @@
  * and only then answers the requesters.  One WAL flush thus serves the whole
  * batch, and one bad request fails alone.
  *
+ * A batch made only of one-step requests (next_invoice_no) commits without
+ * waiting for the flush.  Such a number is only issued if its caller's
+ * transaction commits, and that commit's own flush (and, with synchronous
+ * replication, its wait for the standby) covers the batch's commit record,
+ * which precedes it in the WAL.  If the server crashes before, the number
+ * was never issued, and losing its reservation loses nothing.
+ *
  * A series is serialised by its series lock, a transaction-level advisory
  * lock that the sequencer holds from the allocation until the batch commits.
  * The sequencer never waits for that lock: a client transaction may hold it
@@ -61,6 +68,8 @@ typedef struct BatchEntry
 	char		role[NAMEDATALEN];
 	bool		has_key;
 	char		key[ISEQ_MAX_KEY + 1];
+	FullTransactionId holder;
+	TimestampTz clock;
 
 	EntryOutcome outcome;
 	ReservedNumber result;
@@ -260,6 +269,8 @@ take_requests(void)
 		strlcpy(entry->role, slot->role, sizeof(entry->role));
 		entry->has_key = slot->has_key;
 		strlcpy(entry->key, slot->key, sizeof(entry->key));
+		entry->holder = slot->holder;
+		entry->clock = slot->clock;
 		entry->outcome = ENTRY_PENDING;
 	}
 	LWLockRelease(sequencer_shared->lock);
@@ -274,6 +285,7 @@ static void
 run_batch(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	bool		durable = false;
 	int			i;
 
 	if (now < last_batch_time)
@@ -281,6 +293,7 @@ run_batch(void)
 	last_batch_time = now;
 
 	MemoryContextSwitchTo(batch_context);
+	ledger_begin_batch(batch_context);
 
 	PG_TRY();
 	{
@@ -297,7 +310,18 @@ run_batch(void)
 		pgstat_report_activity(STATE_RUNNING, "reserving invoice numbers");
 
 		for (i = 0; i < nbatch; i++)
-			process_entry(&batch[i], now);
+		{
+			process_entry(&batch[i], batch[i].clock != 0 ? batch[i].clock : now);
+			if (batch[i].outcome == ENTRY_OK &&
+				!FullTransactionIdIsValid(batch[i].holder))
+				durable = true;
+		}
+
+		/* see the header comment; the setting reverts at commit */
+		if (!durable)
+			(void) set_config_option("synchronous_commit", "off",
+									 PGC_SUSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, 0, false);
 
 		/* From here on, a reservation may be durable even if we die. */
 		LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
@@ -377,7 +401,7 @@ process_entry(BatchEntry *entry, TimestampTz now)
 						 errmsg("invoice series \"%s\" does not exist", entry->series),
 						 errdetail("It was dropped while the reservation waited.")));
 			ledger_reserve(&series, entry->has_key ? entry->key : NULL,
-						   entry->role, now, &entry->result);
+						   entry->holder, entry->role, now, &entry->result);
 			entry->outcome = ENTRY_OK;
 		}
 		else

@@ -358,6 +358,19 @@ series_period(const InvoiceSeries *series, TimestampTz ts, char *period)
 		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d-%02d", tm.tm_year, tm.tm_mon);
 }
 
+/*
+ * The calendar day of ts in the series' time zone, as yyyymmdd: what the
+ * chronological rule compares.
+ */
+int
+series_day(const InvoiceSeries *series, TimestampTz ts)
+{
+	struct pg_tm tm;
+
+	series_calendar(series, ts, &tm);
+	return tm.tm_year * 10000 + tm.tm_mon * 100 + tm.tm_mday;
+}
+
 /* Render the display number of invoice_no, reserved at ts. */
 void
 series_render(const InvoiceSeries *series, int64 invoice_no, TimestampTz ts,
@@ -417,7 +430,7 @@ series_wait_unlocked(int32 series_id)
 	LockRelease(&tag, ShareLock, false);
 }
 
-#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone"
+#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone, chronological"
 
 /*
  * Run a prepared one-parameter series lookup, and copy the series into
@@ -445,6 +458,7 @@ series_fetch(SPIPlanPtr plan, Datum arg, InvoiceSeries *series)
 	strlcpy(series->format, SPI_getvalue(tuple, desc, 5), sizeof(series->format));
 	strlcpy(series->time_zone, SPI_getvalue(tuple, desc, 6),
 			sizeof(series->time_zone));
+	series->chronological = DatumGetBool(SPI_getbinval(tuple, desc, 7, &isnull));
 	return true;
 }
 
@@ -488,7 +502,7 @@ series_get(const char *name, InvoiceSeries *series)
 
 /*
  * invoice_seq.create_series(series, start_at, reset, format, stale_after,
- *							 time_zone)
+ *							 time_zone, chronological)
  */
 Datum
 invoice_seq_create_series(PG_FUNCTION_ARGS)
@@ -502,9 +516,9 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	char	   *created_by;
 	Oid			save_userid;
 	int			save_sec_context;
-	Datum		values[7];
-	Oid			argtypes[7] = {TEXTOID, INT8OID, TEXTOID, TEXTOID,
-	INTERVALOID, TEXTOID, TEXTOID};
+	Datum		values[8];
+	Oid			argtypes[8] = {TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	INTERVALOID, TEXTOID, TEXTOID, BOOLOID};
 	int			rc;
 
 	REQUIRE_ARG(0, "series");
@@ -513,6 +527,7 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	REQUIRE_ARG(3, "format");
 	REQUIRE_ARG(4, "stale_after");
 	REQUIRE_ARG(5, "time_zone");
+	REQUIRE_ARG(6, "chronological");
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	start_at = PG_GETARG_INT64(1);
@@ -541,17 +556,18 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	values[4] = IntervalPGetDatum(stale_after);
 	values[5] = CStringGetTextDatum(time_zone);
 	values[6] = CStringGetTextDatum(created_by);
+	values[7] = PG_GETARG_DATUM(6);
 
 	SPI_connect();
 	invoice_seq_become_owner(&save_userid, &save_sec_context);
 
 	rc = SPI_execute_with_args("INSERT INTO invoice_seq.series_def"
 							   " (name, start_at, reset, format, stale_after,"
-							   "  time_zone, created_at, created_by)"
+							   "  time_zone, created_at, created_by, chronological)"
 							   " VALUES ($1, $2, $3, $4, $5, $6,"
-							   "  pg_catalog.statement_timestamp(), $7)"
+							   "  pg_catalog.statement_timestamp(), $7, $8)"
 							   " ON CONFLICT (name) DO NOTHING",
-							   7, argtypes, values, NULL, false, 0);
+							   8, argtypes, values, NULL, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_INSERT, "creating a series");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -564,7 +580,7 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* invoice_seq.alter_series(series, format, stale_after) */
+/* invoice_seq.alter_series(series, format, stale_after, chronological) */
 Datum
 invoice_seq_alter_series(PG_FUNCTION_ARGS)
 {
@@ -572,9 +588,9 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 	InvoiceSeries series;
 	Oid			save_userid;
 	int			save_sec_context;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	Oid			argtypes[3] = {INT4OID, TEXTOID, INTERVALOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			argtypes[4] = {INT4OID, TEXTOID, INTERVALOID, BOOLOID};
 	SPIPlanPtr	plan;
 	int			rc;
 
@@ -605,13 +621,18 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 		check_stale_after(PG_GETARG_INTERVAL_P(2));
 		values[2] = PG_GETARG_DATUM(2);
 	}
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n';
+	else
+		values[3] = PG_GETARG_DATUM(3);
 
 	plan = invoice_seq_plan(&alter_plan,
 							"UPDATE invoice_seq.series_def"
 							" SET format = COALESCE($2, format),"
-							"     stale_after = COALESCE($3, stale_after)"
+							"     stale_after = COALESCE($3, stale_after),"
+							"     chronological = COALESCE($4, chronological)"
 							" WHERE id OPERATOR(pg_catalog.=) $1",
-							3, argtypes);
+							4, argtypes);
 	rc = invoice_seq_execute(plan, values, nulls, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "altering a series");
 
