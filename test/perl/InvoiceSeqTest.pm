@@ -85,16 +85,30 @@ sub start_clients
 {
 	my ($node, $series, $nclients, $nrequests, %opts) = @_;
 	my $tag = $opts{tag} // 'r';
-	my @clients;
 
-	for my $c (1 .. $nclients)
+	return start_scripts(
+		$node, $tag,
+		map {
+			my $c = $_;
+			join '', map {
+				my $key = $opts{keyed} ? "'$tag-c$c-$_'" : 'NULL';
+				"SELECT $key, invoice_seq.reserve_invoice_no('$series', $key);\n"
+			} 1 .. $nrequests
+		} 1 .. $nclients);
+}
+
+# Start one psql process per script, in the background, each with its own
+# connection; errors do not stop a script.  Their output goes to files
+# that answers() and errors() read.
+sub start_scripts
+{
+	my ($node, $tag, @scripts) = @_;
+	my @clients;
+	my $c = 0;
+
+	for my $script (@scripts)
 	{
-		my $script = '';
-		for my $i (1 .. $nrequests)
-		{
-			my $key = $opts{keyed} ? "'$tag-c$c-$i'" : 'NULL';
-			$script .= "SELECT $key, invoice_seq.reserve_invoice_no('$series', $key);\n";
-		}
+		$c++;
 		my $base = "$PostgreSQL::Test::Utils::tmp_check/client-$tag-$c";
 		PostgreSQL::Test::Utils::append_to_file("$base.sql", $script);
 		my $h = IPC::Run::start(

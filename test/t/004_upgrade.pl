@@ -1,0 +1,80 @@
+
+# Upgrade from 1.0, the first released version: its data survive
+# ALTER EXTENSION invoice_seq UPDATE, and numbering goes on from it.
+#
+# Only the current library is installed, and it expects the current schema,
+# so the 1.0 ledger is filled the way 1.0 filled it, by rows inserted as the
+# extension's owner.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+
+use InvoiceSeqTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = InvoiceSeqTest::new_node('upgrade');
+$node->safe_psql('postgres', q{
+	DROP EXTENSION invoice_seq;
+	CREATE EXTENSION invoice_seq VERSION '1.0';
+	INSERT INTO invoice_seq.series_def
+	    (name, start_at, reset, format, stale_after, time_zone, created_at, created_by)
+	VALUES ('OLD', 1, 'never', 'OLD-{n}', '15 minutes', 'UTC', now(), 'admin');
+	INSERT INTO invoice_seq.ledger_entry
+	    (series_id, period, invoice_no, display_no, status, idempotency_key,
+	     external_ref, void_reason, reserved_at, reserved_by,
+	     confirmed_at, confirmed_by, voided_at, voided_by)
+	SELECT s.id, '', n, 'OLD-' || n,
+	       CASE WHEN n = 2 THEN 'voided' WHEN n = 3 THEN 'reserved' ELSE 'issued' END,
+	       'key-' || n, CASE WHEN n NOT IN (2, 3) THEN 'ext-' || n END,
+	       CASE WHEN n = 2 THEN 'rejected' END,
+	       now(), 'app',
+	       CASE WHEN n NOT IN (2, 3) THEN now() END,
+	       CASE WHEN n NOT IN (2, 3) THEN 'app' END,
+	       CASE WHEN n = 2 THEN now() END, CASE WHEN n = 2 THEN 'app' END
+	FROM invoice_seq.series_def s, generate_series(1, 5) n
+	WHERE s.name = 'OLD';
+});
+my $before = $node->safe_psql('postgres', q{
+	SELECT string_agg(format('%s %s %s %s', invoice_no, display_no, status, idempotency_key),
+	                  ', ' ORDER BY invoice_no)
+	FROM invoice_seq.ledger WHERE series = 'OLD'});
+
+$node->safe_psql('postgres', 'ALTER EXTENSION invoice_seq UPDATE');
+is($node->safe_psql('postgres',
+		"SELECT extversion FROM pg_extension WHERE extname = 'invoice_seq'"),
+	'1.1', 'the extension is at 1.1');
+
+is( $node->safe_psql('postgres', q{
+		SELECT string_agg(format('%s %s %s %s', invoice_no, display_no, status, idempotency_key),
+		                  ', ' ORDER BY invoice_no)
+		FROM invoice_seq.ledger WHERE series = 'OLD'}),
+	$before, 'the ledger is unchanged');
+is( $node->safe_psql('postgres', q{
+		SELECT chronological FROM invoice_seq.series WHERE series = 'OLD'}),
+	't', 'existing series are chronological');
+is( $node->safe_psql('postgres', q{
+		SELECT count(*) FROM invoice_seq.ledger WHERE series = 'OLD' AND one_step}),
+	'0', 'existing entries are two-phase');
+
+is($node->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('OLD', 'key-3')"),
+	'3', 'an old idempotency key still finds its number');
+is($node->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('OLD')"),
+	'6', 'reservations continue after the old numbers');
+is($node->safe_psql('postgres', "SELECT invoice_seq.next_invoice_no('OLD')"),
+	'7', 'one-step numbering works');
+$node->safe_psql('postgres', q{
+	SELECT invoice_seq.confirm_invoice_no('OLD', 3, 'ext-3');
+	SELECT invoice_seq.confirm_invoice_no('OLD', 6, 'ext-6');
+	SELECT invoice_seq.create_series('NEW', chronological => false);
+});
+is($node->safe_psql('postgres', "SELECT invoice_seq.next_invoice_no('NEW')"),
+	'1', 'new series can be created');
+is($node->safe_psql('postgres', "SELECT count(*) FROM invoice_seq.check_series()"),
+	'0', 'check_series is empty');
+
+done_testing();
