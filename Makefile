@@ -41,6 +41,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS does not track header dependencies; every file includes this one.
+$(OBJS): src/invoice_seq.h
+
 .PHONY: regresscheck isolationcheck tapcheck
 
 regresscheck:

@@ -17,6 +17,7 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "pgtime.h"
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
@@ -133,6 +134,14 @@ typedef struct SequencerShared
 	pid_t		sequencer_pid;	/* 0 while no sequencer is running */
 	Latch	   *sequencer_latch;
 	int			nslots;
+
+	/*
+	 * Advanced (without the lock) whenever a transaction that took one-step
+	 * numbers ends in a way that may leave one of them not issued.  The
+	 * sequencer looks for numbers to hand out again only when it moved.
+	 */
+	pg_atomic_uint64 recycle_epoch;
+
 	/* FIFO of slot numbers in state QUEUED */
 	int			queue_head;
 	int			queue_len;

@@ -30,6 +30,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
@@ -67,6 +68,20 @@ typedef struct Recyclable
 
 static MemoryContext batch_context = NULL;
 static List *batch_recyclable = NIL;
+
+/*
+ * Series in which the last search found nothing to hand out again, with
+ * the recycle epoch (see SequencerShared) as of that search.  Until the
+ * epoch moves, no one-step number of such a series can have become
+ * recyclable, and the search is skipped.  Kept for the sequencer's life.
+ */
+typedef struct CleanSeries
+{
+	int32		series_id;		/* hash key */
+	uint64		epoch;
+} CleanSeries;
+
+static HTAB *clean_series = NULL;
 
 /* Who voids a number that can no longer be issued: the extension itself. */
 #define AUTO_VOIDED_BY "invoice_seq"
@@ -245,6 +260,9 @@ find_recyclable(const InvoiceSeries *series, const char *period,
 	MemoryContext oldcontext;
 	uint64		i;
 	int			rc;
+	uint64		epoch;
+	CleanSeries *clean;
+	bool		found_any = false;
 
 	foreach(lc, batch_recyclable)
 	{
@@ -252,6 +270,29 @@ find_recyclable(const InvoiceSeries *series, const char *period,
 		if (rec->series_id == series->id && strcmp(rec->period, period) == 0)
 			return rec;
 	}
+
+	oldcontext = MemoryContextSwitchTo(batch_context);
+	rec = palloc0(sizeof(Recyclable));
+	rec->series_id = series->id;
+	strlcpy(rec->period, period, sizeof(rec->period));
+	batch_recyclable = lappend(batch_recyclable, rec);
+	MemoryContextSwitchTo(oldcontext);
+
+	if (clean_series == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(CleanSeries);
+		clean_series = hash_create("invoice_seq clean series", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS);
+	}
+
+	/* read before the snapshot: a later change moves it past what we store */
+	epoch = pg_atomic_read_u64(&sequencer_shared->recycle_epoch);
+	clean = hash_search(clean_series, &series->id, HASH_FIND, NULL);
+	if (clean != NULL && clean->epoch == epoch)
+		return rec;
 
 	plan = invoice_seq_plan(&held_plan,
 							"SELECT period, invoice_no, holder_xid"
@@ -268,13 +309,8 @@ find_recyclable(const InvoiceSeries *series, const char *period,
 							  true, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding numbers to hand out again");
 
-	oldcontext = MemoryContextSwitchTo(batch_context);
-	rec = palloc0(sizeof(Recyclable));
-	rec->series_id = series->id;
-	strlcpy(rec->period, period, sizeof(rec->period));
-	rec->numbers = palloc(sizeof(int64) * Max(SPI_processed, 1));
-	batch_recyclable = lappend(batch_recyclable, rec);
-	MemoryContextSwitchTo(oldcontext);
+	rec->numbers = MemoryContextAlloc(batch_context,
+									  sizeof(int64) * Max(SPI_processed, 1));
 
 	{
 		SPITupleTable *tuptable = SPI_tuptable;
@@ -291,15 +327,31 @@ find_recyclable(const InvoiceSeries *series, const char *period,
 
 			if (!holder_finished(holder, snapshot))
 				continue;
-			if (cmp == 0)
-				rec->numbers[rec->count++] = invoice_no;
-			else if (cmp < 0)
+			if (cmp < 0)
 				auto_void(series, row_period, invoice_no, now,
 						  "not issued: the transaction that took it with next_invoice_no() did not commit, and its period has ended");
+			else
+			{
+				found_any = true;
+				if (cmp == 0)
+					rec->numbers[rec->count++] = invoice_no;
+			}
 		}
 		SPI_freetuptable(tuptable);
 	}
 	UnregisterSnapshot(snapshot);
+
+	/*
+	 * What is found now may be handed out in this batch, or not (the batch
+	 * may fail): only a search that found nothing makes the series clean.
+	 */
+	if (found_any)
+		(void) hash_search(clean_series, &series->id, HASH_REMOVE, NULL);
+	else
+	{
+		clean = hash_search(clean_series, &series->id, HASH_ENTER, NULL);
+		clean->epoch = epoch;
+	}
 
 	return rec;
 }

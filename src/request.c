@@ -49,9 +49,13 @@ PG_FUNCTION_INFO_V1(invoice_seq_next_invoice);
 /* NULL unless the library was preloaded. */
 SequencerShared *sequencer_shared = NULL;
 
-/* The last transaction of this backend that took a one-step number. */
-static FullTransactionId one_step_holder;
-static bool xact_callback_registered = false;
+/*
+ * Whether the current transaction took one-step numbers, and whether one of
+ * its subtransactions aborted since (its number may not be issued then).
+ */
+static bool holds_one_step = false;
+static bool one_step_subabort = false;
+static bool callbacks_registered = false;
 
 /* The FIFO of queued slot numbers lives right after the slots. */
 static inline int *
@@ -82,6 +86,7 @@ request_shmem_init(void)
 		memset(sequencer_shared, 0, request_shmem_size());
 		sequencer_shared->lock = &(GetNamedLWLockTranche("invoice_seq"))->lock;
 		sequencer_shared->nslots = MaxBackends;
+		pg_atomic_init_u64(&sequencer_shared->recycle_epoch, 1);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -313,21 +318,50 @@ request_reserve(const InvoiceSeries *series, const char *key,
 }
 
 /*
+ * End of a transaction that took one-step numbers.
+ *
  * A prepared transaction could hold a one-step number for any length of
  * time, and its fate would be decided outside the session that took it, so
  * PREPARE TRANSACTION is refused after next_invoice_no().
+ *
+ * If the transaction aborts, or commits after rolling back a savepoint, some
+ * of its numbers were not issued: tell the sequencer to look for them.  The
+ * callback runs after the transaction has left the proc array, so a snapshot
+ * that the sequencer takes after seeing the new epoch sees it ended.
  */
 static void
 one_step_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_PRE_PREPARE &&
-		FullTransactionIdIsValid(one_step_holder) &&
-		FullTransactionIdEquals(one_step_holder, GetTopFullTransactionIdIfAny()))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot PREPARE a transaction that took an invoice number with next_invoice_no()"),
-				 errdetail("Holding a one-step invoice number across two-phase commit is not supported."),
-				 errhint("Use reserve_invoice_no() and confirm_invoice_no() in transactions that are prepared.")));
+	if (!holds_one_step)
+		return;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot PREPARE a transaction that took an invoice number with next_invoice_no()"),
+					 errdetail("Holding a one-step invoice number across two-phase commit is not supported."),
+					 errhint("Use reserve_invoice_no() and confirm_invoice_no() in transactions that are prepared.")));
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_COMMIT:
+			if (event == XACT_EVENT_ABORT || one_step_subabort)
+				pg_atomic_fetch_add_u64(&sequencer_shared->recycle_epoch, 1);
+			holds_one_step = false;
+			one_step_subabort = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+one_step_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && holds_one_step)
+		one_step_subabort = true;
 }
 
 /*
@@ -418,7 +452,17 @@ request_number(FunctionCallInfo fcinfo, bool one_step, InvoiceSeries *series,
 	 * which therefore needs its id before the sequencer records it.
 	 */
 	if (one_step)
+	{
 		holder = GetTopFullTransactionId();
+		if (!callbacks_registered)
+		{
+			RegisterXactCallback(one_step_xact_callback, NULL);
+			RegisterSubXactCallback(one_step_subxact_callback, NULL);
+			callbacks_registered = true;
+		}
+		/* from here on, a number may exist whatever happens to the request */
+		holds_one_step = true;
+	}
 
 	for (;;)
 	{
@@ -438,13 +482,6 @@ request_number(FunctionCallInfo fcinfo, bool one_step, InvoiceSeries *series,
 
 	if (one_step)
 	{
-		if (!xact_callback_registered)
-		{
-			RegisterXactCallback(one_step_xact_callback, NULL);
-			xact_callback_registered = true;
-		}
-		one_step_holder = holder;
-
 		SPI_connect();
 		invoice_seq_become_owner(&save_userid, &save_sec_context);
 		ledger_issue_held(series, holder, role, result);
