@@ -1,4 +1,7 @@
-/* invoice_seq--1.0--1.1.sql: one-step numbering and chronological order */
+/*
+ * invoice_seq--1.0--1.1.sql: one-step numbering, chronological order, and
+ * the invoice_ledger table access method
+ */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION invoice_seq UPDATE TO '1.1'" to load this file. \quit
@@ -20,6 +23,18 @@ ALTER TABLE invoice_seq.ledger_entry
 CREATE INDEX ledger_entry_held
     ON invoice_seq.ledger_entry (series_id, period, invoice_no)
     WHERE status = 'reserved' AND holder_xid IS NOT NULL;
+
+-- The ledger's rows are never deleted or rewritten, whoever asks: see
+-- src/ledger_am.c.  Applications may use it for tables of their own.
+CREATE FUNCTION invoice_seq.invoice_ledger_handler(internal)
+RETURNS table_am_handler
+AS 'MODULE_PATHNAME', 'invoice_seq_ledger_handler'
+LANGUAGE C;
+
+CREATE ACCESS METHOD invoice_ledger TYPE TABLE
+    HANDLER invoice_seq.invoice_ledger_handler;
+
+ALTER TABLE invoice_seq.ledger_entry SET ACCESS METHOD invoice_ledger;
 
 DROP FUNCTION invoice_seq.create_series(text, bigint, text, text, interval, text);
 DROP FUNCTION invoice_seq.alter_series(text, text, interval);

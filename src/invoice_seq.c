@@ -32,6 +32,7 @@ int			invoice_seq_lock_timeout = 5000;
 int			invoice_seq_max_batch_size = ISEQ_MAX_BATCH;
 int			invoice_seq_sequencer_timeout = 10000;
 char	   *invoice_seq_test_clock = NULL;
+char	   *invoice_seq_ledger_archive = NULL;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -78,6 +79,15 @@ _PG_init(void)
 							   GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("invoice_seq.ledger_archive",
+							   "A copy of the ledger, which lets DROP EXTENSION invoice_seq drop the ledger.",
+							   "DROP EXTENSION is refused while the ledger holds numbers, unless this names a table with at least as many rows.",
+							   &invoice_seq_ledger_archive,
+							   "",
+							   PGC_SUSET,
+							   GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
 	if (process_shared_preload_libraries_in_progress)
 	{
 		/* can't define PGC_POSTMASTER variables after startup */
@@ -92,6 +102,9 @@ _PG_init(void)
 	}
 
 	MarkGUCPrefixReserved("invoice_seq");
+
+	/* every backend that loads the library protects ledgers */
+	ledger_am_install_hooks();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

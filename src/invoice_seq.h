@@ -155,6 +155,7 @@ extern int	invoice_seq_lock_timeout;
 extern int	invoice_seq_max_batch_size;
 extern int	invoice_seq_sequencer_timeout;
 extern char *invoice_seq_test_clock;
+extern char *invoice_seq_ledger_archive;
 extern SequencerShared *sequencer_shared;
 
 extern Oid	invoice_seq_owner(void);
@@ -190,6 +191,12 @@ extern void ledger_reserve(const InvoiceSeries *series, const char *key,
 extern void ledger_issue_held(const InvoiceSeries *series,
 							  FullTransactionId holder, const char *role,
 							  const ReservedNumber *number);
+
+/* ledger_am.c */
+extern void ledger_am_permit_update(int32 series_id, const char *period,
+									int64 invoice_no);
+extern void ledger_am_end_update(void);
+extern void ledger_am_install_hooks(void);
 
 /* request.c */
 extern Size request_shmem_size(void);

@@ -101,6 +101,30 @@ number_label(const char *series, const char *period, int64 invoice_no)
 					invoice_no, series, period);
 }
 
+/*
+ * Run one of our UPDATE statements on the ledger entry (series_id, period,
+ * invoice_no).  The invoice_ledger access method refuses every other update
+ * of the ledger, so the entry is named to it for the statement's duration.
+ */
+static int
+execute_entry_update(SPIPlanPtr plan, Datum *values, const char *nulls,
+					 int32 series_id, const char *period, int64 invoice_no)
+{
+	volatile int rc = 0;
+
+	ledger_am_permit_update(series_id, period, invoice_no);
+	PG_TRY();
+	{
+		rc = invoice_seq_execute(plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		ledger_am_end_update();
+	}
+	PG_END_TRY();
+	return rc;
+}
+
 /* yyyymmdd as 'yyyy-mm-dd'. */
 static char *
 day_text(int day)
@@ -230,7 +254,7 @@ auto_void(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	values[3] = TimestampTzGetDatum(now);
 	values[4] = CStringGetTextDatum(AUTO_VOIDED_BY);
 	values[5] = CStringGetTextDatum(reason);
-	rc = invoice_seq_execute(plan, values, NULL, false, 0);
+	rc = execute_entry_update(plan, values, NULL, series->id, period, invoice_no);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "voiding a number that cannot be issued");
 }
 
@@ -403,7 +427,7 @@ recycle(const InvoiceSeries *series, const char *period, int64 invoice_no,
 		nulls[5] = 'n';
 	values[6] = TimestampTzGetDatum(now);
 	values[7] = CStringGetTextDatum(role);
-	rc = invoice_seq_execute(plan, values, nulls, false, 0);
+	rc = execute_entry_update(plan, values, nulls, series->id, period, invoice_no);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "handing out a number again");
 
 	return SPI_processed == 1;
@@ -591,7 +615,8 @@ ledger_issue_held(const InvoiceSeries *series, FullTransactionId holder,
 	values[3] = TimestampTzGetDatum(number->reserved_at);
 	values[4] = CStringGetTextDatum(role);
 	values[5] = FullTransactionIdGetDatum(holder);
-	rc = invoice_seq_execute(plan, values, NULL, false, 0);
+	rc = execute_entry_update(plan, values, NULL, series->id, number->period,
+							  number->invoice_no);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "issuing the number");
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -844,7 +869,7 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 						   " AND period OPERATOR(pg_catalog.=) $2"
 						   " AND invoice_no OPERATOR(pg_catalog.=) $3",
 						   6, entry_argtypes);
-	rc = invoice_seq_execute(plan, values, nulls, false, 0);
+	rc = execute_entry_update(plan, values, nulls, series.id, period, invoice_no);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "updating the ledger entry");
 	if (SPI_processed != 1)
 		ereport(ERROR,

@@ -55,6 +55,12 @@ is( $node->safe_psql('postgres', q{
 		FROM invoice_seq.ledger WHERE series = 'OLD'}),
 	$before, 'the ledger is unchanged');
 is( $node->safe_psql('postgres', q{
+		SELECT amname FROM pg_am a JOIN pg_class c ON c.relam = a.oid
+		WHERE c.oid = 'invoice_seq.ledger_entry'::regclass}),
+	'invoice_ledger', 'the ledger now uses the invoice_ledger access method');
+my ($ret, $out, $err) = $node->psql('postgres', 'DELETE FROM invoice_seq.ledger_entry');
+like($err, qr/cannot delete from table "ledger_entry"/, 'and refuses DELETE');
+is( $node->safe_psql('postgres', q{
 		SELECT chronological FROM invoice_seq.series WHERE series = 'OLD'}),
 	't', 'existing series are chronological');
 is( $node->safe_psql('postgres', q{

@@ -1,0 +1,522 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger_am.c
+ *		The invoice_ledger table access method: heap storage that refuses
+ *		to lose or rewrite rows.
+ *
+ * The ledger is the legal record.  Privileges and triggers can be bypassed
+ * by the table's owner or a superuser (ALTER TABLE ... DISABLE TRIGGER,
+ * session_replication_role = replica), but every row change goes through
+ * the table's access method.  invoice_ledger is heap with three callbacks
+ * replaced:
+ *
+ *	tuple_delete		always refused;
+ *	tuple_update		refused, except the ledger transitions that
+ *						invoice_seq's own functions make, one named entry at
+ *						a time (ledger_am_permit_update);
+ *	truncation			refused (relation_nontransactional_truncate, and
+ *						relation_set_new_filenode on a table that already
+ *						existed before this transaction).
+ *
+ * A ProcessUtility hook refuses the utility commands that would get around
+ * it: TRUNCATE (with a clear message), ALTER TABLE ... SET ACCESS METHOD away
+ * from invoice_ledger, and DROP EXTENSION invoice_seq while the ledger holds
+ * numbers that were handed out, unless the DBA has named an archive copy of
+ * it (invoice_seq.ledger_archive).
+ *
+ * heap_getnext() refuses to run on a relation whose rd_tableam is not heap's
+ * own routine struct, and heap's index build, index validation and
+ * rewrite code call it.  Those delegated calls therefore run with
+ * rd_tableam switched to heap's, restored in PG_FINALLY.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "commands/defrem.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "catalog/pg_class.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "invoice_seq.h"
+
+PG_FUNCTION_INFO_V1(invoice_seq_ledger_handler);
+
+/* heap's routine, and ours: a copy of it with some callbacks replaced */
+static const TableAmRoutine *heap_routine = NULL;
+static TableAmRoutine ledger_routine;
+
+/* the one ledger entry that the extension's code may update right now */
+static struct
+{
+	bool		active;
+	int32		series_id;
+	char		period[ISEQ_MAX_PERIOD + 1];
+	int64		invoice_no;
+} permitted;
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/*
+ * Run a heap callback on rel with rel->rd_tableam set to heap's routine, so
+ * that heap's own checks accept the relation.
+ */
+#define AS_HEAP(rel, call) \
+	do { \
+		const TableAmRoutine *saved_ = (rel)->rd_tableam; \
+		(rel)->rd_tableam = heap_routine; \
+		PG_TRY(); \
+		{ \
+			call; \
+		} \
+		PG_FINALLY(); \
+		{ \
+			(rel)->rd_tableam = saved_; \
+		} \
+		PG_END_TRY(); \
+	} while (0)
+
+static void
+refuse(Relation rel, const char *operation, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot %s table \"%s\"", operation,
+					RelationGetRelationName(rel)),
+			 errdetail("%s", detail)));
+}
+
+#define INSERT_ONLY_DETAIL \
+	"It uses the invoice_ledger access method: its rows are never deleted or changed."
+
+/* Is rel invoice_seq.ledger_entry, the extension's own ledger? */
+static bool
+is_extension_ledger(Relation rel)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", true);
+
+	return OidIsValid(nspid) &&
+		RelationGetNamespace(rel) == nspid &&
+		strcmp(RelationGetRelationName(rel), "ledger_entry") == 0;
+}
+
+/*
+ * Let the extension's next UPDATE change the ledger entry (series_id,
+ * period, invoice_no), and nothing else, until ledger_am_end_update().
+ */
+void
+ledger_am_permit_update(int32 series_id, const char *period, int64 invoice_no)
+{
+	permitted.active = true;
+	permitted.series_id = series_id;
+	strlcpy(permitted.period, period, sizeof(permitted.period));
+	permitted.invoice_no = invoice_no;
+}
+
+void
+ledger_am_end_update(void)
+{
+	permitted.active = false;
+}
+
+/* Does the slot hold the permitted entry, in a state it may leave? */
+static bool
+slot_is_permitted_entry(TupleTableSlot *slot, bool old_version)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *s;
+
+	d = slot_getattr(slot, 1, &isnull);
+	if (isnull || DatumGetInt32(d) != permitted.series_id)
+		return false;
+	d = slot_getattr(slot, 2, &isnull);
+	if (isnull)
+		return false;
+	s = TextDatumGetCString(d);
+	if (strcmp(s, permitted.period) != 0)
+		return false;
+	d = slot_getattr(slot, 3, &isnull);
+	if (isnull || DatumGetInt64(d) != permitted.invoice_no)
+		return false;
+	if (old_version)
+	{
+		/* only a reserved entry changes; issued and voided are final */
+		d = slot_getattr(slot, 5, &isnull);
+		if (isnull || strcmp(TextDatumGetCString(d), "reserved") != 0)
+			return false;
+	}
+	return true;
+}
+
+static TM_Result
+ledger_tuple_delete(Relation rel, ItemPointer tid, CommandId cid,
+					Snapshot snapshot, Snapshot crosscheck, bool wait,
+					TM_FailureData *tmfd, bool changingPart)
+{
+	refuse(rel, "delete from", INSERT_ONLY_DETAIL);
+	return TM_Ok;				/* keep compiler quiet */
+}
+
+static TM_Result
+ledger_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
+					CommandId cid, Snapshot snapshot, Snapshot crosscheck,
+					bool wait, TM_FailureData *tmfd,
+					LockTupleMode *lockmode, bool *update_indexes)
+{
+	TupleTableSlot *oldslot;
+	bool		ok;
+
+	if (!is_extension_ledger(rel))
+		refuse(rel, "update", INSERT_ONLY_DETAIL);
+	if (!permitted.active || !slot_is_permitted_entry(slot, false))
+		refuse(rel, "update",
+			   "Ledger entries are changed only by invoice_seq's functions, from reserved to issued or voided.");
+
+	oldslot = table_slot_create(rel, NULL);
+	ok = heap_routine->tuple_fetch_row_version(rel, otid, SnapshotAny, oldslot) &&
+		slot_is_permitted_entry(oldslot, true);
+	ExecDropSingleTupleTableSlot(oldslot);
+	if (!ok)
+		refuse(rel, "update",
+			   "Ledger entries are changed only by invoice_seq's functions, from reserved to issued or voided.");
+
+	return heap_routine->tuple_update(rel, otid, slot, cid, snapshot,
+									  crosscheck, wait, tmfd, lockmode,
+									  update_indexes);
+}
+
+/*
+ * A new relfilenode for a table that existed before this transaction is
+ * TRUNCATE; for one created in it, it is CREATE TABLE, or the transient
+ * table of a rewrite (VACUUM FULL, CLUSTER, ALTER TABLE).
+ */
+static void
+ledger_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode,
+								 char persistence, TransactionId *freezeXid,
+								 MultiXactId *minmulti)
+{
+	if (rel->rd_createSubid == InvalidSubTransactionId &&
+		rel->rd_firstRelfilenodeSubid == InvalidSubTransactionId)
+		refuse(rel, "truncate", INSERT_ONLY_DETAIL);
+	heap_routine->relation_set_new_filenode(rel, newrnode, persistence,
+											freezeXid, minmulti);
+}
+
+static void
+ledger_relation_nontransactional_truncate(Relation rel)
+{
+	refuse(rel, "truncate", INSERT_ONLY_DETAIL);
+}
+
+static void
+ledger_relation_copy_data(Relation rel, const RelFileNode *newrnode)
+{
+	AS_HEAP(rel, heap_routine->relation_copy_data(rel, newrnode));
+}
+
+static void
+ledger_relation_copy_for_cluster(Relation OldTable, Relation NewTable,
+								 Relation OldIndex, bool use_sort,
+								 TransactionId OldestXmin,
+								 TransactionId *xid_cutoff,
+								 MultiXactId *multi_cutoff,
+								 double *num_tuples, double *tups_vacuumed,
+								 double *tups_recently_dead)
+{
+	const TableAmRoutine *saved_new = NewTable->rd_tableam;
+
+	NewTable->rd_tableam = heap_routine;
+	PG_TRY();
+	{
+		AS_HEAP(OldTable,
+				heap_routine->relation_copy_for_cluster(OldTable, NewTable,
+														OldIndex, use_sort,
+														OldestXmin, xid_cutoff,
+														multi_cutoff, num_tuples,
+														tups_vacuumed,
+														tups_recently_dead));
+	}
+	PG_FINALLY();
+	{
+		NewTable->rd_tableam = saved_new;
+	}
+	PG_END_TRY();
+}
+
+static void
+ledger_relation_vacuum(Relation rel, struct VacuumParams *params,
+					   BufferAccessStrategy bstrategy)
+{
+	AS_HEAP(rel, heap_routine->relation_vacuum(rel, params, bstrategy));
+}
+
+static double
+ledger_index_build_range_scan(Relation table_rel, Relation index_rel,
+							  struct IndexInfo *index_info, bool allow_sync,
+							  bool anyvisible, bool progress,
+							  BlockNumber start_blockno, BlockNumber numblocks,
+							  IndexBuildCallback callback, void *callback_state,
+							  TableScanDesc scan)
+{
+	volatile double result = 0;
+
+	AS_HEAP(table_rel,
+			result = heap_routine->index_build_range_scan(table_rel, index_rel,
+														  index_info, allow_sync,
+														  anyvisible, progress,
+														  start_blockno, numblocks,
+														  callback, callback_state,
+														  scan));
+	return result;
+}
+
+static void
+ledger_index_validate_scan(Relation table_rel, Relation index_rel,
+						   struct IndexInfo *index_info, Snapshot snapshot,
+						   struct ValidateIndexState *state)
+{
+	AS_HEAP(table_rel,
+			heap_routine->index_validate_scan(table_rel, index_rel, index_info,
+											  snapshot, state));
+}
+
+/* TOAST tables of ledgers are plain heap. */
+static Oid
+ledger_relation_toast_am(Relation rel)
+{
+	return HEAP_TABLE_AM_OID;
+}
+
+/* invoice_seq.invoice_ledger_handler(internal) RETURNS table_am_handler */
+Datum
+invoice_seq_ledger_handler(PG_FUNCTION_ARGS)
+{
+	if (heap_routine == NULL)
+	{
+		heap_routine = GetHeapamTableAmRoutine();
+		ledger_routine = *heap_routine;
+		ledger_routine.tuple_delete = ledger_tuple_delete;
+		ledger_routine.tuple_update = ledger_tuple_update;
+		ledger_routine.relation_set_new_filenode = ledger_relation_set_new_filenode;
+		ledger_routine.relation_nontransactional_truncate = ledger_relation_nontransactional_truncate;
+		ledger_routine.relation_copy_data = ledger_relation_copy_data;
+		ledger_routine.relation_copy_for_cluster = ledger_relation_copy_for_cluster;
+		ledger_routine.relation_vacuum = ledger_relation_vacuum;
+		ledger_routine.index_build_range_scan = ledger_index_build_range_scan;
+		ledger_routine.index_validate_scan = ledger_index_validate_scan;
+		ledger_routine.relation_toast_am = ledger_relation_toast_am;
+	}
+	PG_RETURN_POINTER(&ledger_routine);
+}
+
+/* The access method of a relation, or InvalidOid if there is none. */
+static Oid
+relation_am(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			am;
+
+	if (!HeapTupleIsValid(tuple))
+		return InvalidOid;
+	am = ((Form_pg_class) GETSTRUCT(tuple))->relam;
+	ReleaseSysCache(tuple);
+	return am;
+}
+
+static Oid
+ledger_am_oid(void)
+{
+	return get_table_am_oid("invoice_ledger", true);
+}
+
+/*
+ * DROP EXTENSION invoice_seq would drop the ledger.  Refuse while it holds
+ * any number that was handed out, unless invoice_seq.ledger_archive names a
+ * table holding at least as many rows (the DBA's copy).
+ */
+static void
+check_drop_extension(DropBehavior behavior)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", true);
+	Oid			ledger;
+	int64		entries;
+	int64		archived = -1;
+	Oid			archive = InvalidOid;
+	int			rc;
+	bool		isnull;
+
+	if (!OidIsValid(nspid) ||
+		!OidIsValid(ledger = get_relname_relid("ledger_entry", nspid)))
+		return;
+
+	SPI_connect();
+
+	/* CASCADE would drop the other tables that use the access method */
+	if (behavior == DROP_CASCADE)
+	{
+		rc = SPI_execute("SELECT c.oid::pg_catalog.regclass::pg_catalog.text"
+						 " FROM pg_catalog.pg_class c"
+						 " JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam"
+						 " WHERE a.amname OPERATOR(pg_catalog.=) 'invoice_ledger'"
+						 " AND c.relnamespace OPERATOR(pg_catalog.<>) "
+						 "     'invoice_seq'::pg_catalog.regnamespace"
+						 " ORDER BY 1 LIMIT 1", true, 0);
+		invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding tables that use invoice_ledger");
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot drop extension invoice_seq with CASCADE: table %s uses the invoice_ledger access method",
+							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+					 errdetail("CASCADE would drop the table and its rows."),
+					 errhint("Copy its rows into a table of another access method first, and drop it yourself.")));
+	}
+
+	rc = SPI_execute("SELECT pg_catalog.count(*) FROM invoice_seq.ledger_entry",
+					 true, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "counting ledger entries");
+	entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+
+	if (entries > 0 && invoice_seq_ledger_archive != NULL &&
+		invoice_seq_ledger_archive[0] != '\0')
+	{
+		List	   *names = stringToQualifiedNameList(invoice_seq_ledger_archive);
+
+		archive = RangeVarGetRelid(makeRangeVarFromNameList(names),
+								   AccessShareLock, true);
+		if (OidIsValid(archive) && archive != ledger)
+		{
+			/* names from the catalog, quoted: no SQL is built from input */
+			char	   *query = psprintf("SELECT pg_catalog.count(*) FROM %s",
+										 quote_qualified_identifier(get_namespace_name(get_rel_namespace(archive)),
+																	get_rel_name(archive)));
+
+			rc = SPI_execute(query, true, 0);
+			invoice_seq_spi_check(rc, SPI_OK_SELECT, "counting archived entries");
+			archived = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												   SPI_tuptable->tupdesc, 1,
+												   &isnull));
+		}
+	}
+	SPI_finish();
+
+	if (entries > 0 && archived < entries)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot drop extension invoice_seq: its ledger holds " INT64_FORMAT " numbers that were handed out",
+						entries),
+				 OidIsValid(archive) ?
+				 errdetail("The archive table \"%s\" named by invoice_seq.ledger_archive holds " INT64_FORMAT " rows.",
+						   invoice_seq_ledger_archive, Max(archived, 0)) :
+				 errdetail("Dropping the extension would drop the legal record of every invoice number."),
+				 errhint("If you really mean it, archive the ledger first: CREATE TABLE ledger_archive AS SELECT * FROM invoice_seq.ledger; then SET invoice_seq.ledger_archive = 'ledger_archive' and drop the extension again.")));
+}
+
+/*
+ * Refuse the utility commands that would get around invoice_ledger: TRUNCATE
+ * (the access method refuses it too; this gives the clearer message), SET
+ * ACCESS METHOD away from it, and DROP EXTENSION invoice_seq while the ledger
+ * holds numbers.
+ */
+static void
+ledger_process_utility(PlannedStmt *pstmt, const char *queryString,
+					   bool readOnlyTree, ProcessUtilityContext context,
+					   ParamListInfo params, QueryEnvironment *queryEnv,
+					   DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	Oid			am = InvalidOid;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_TruncateStmt:
+			{
+				ListCell   *lc;
+
+				am = ledger_am_oid();
+				foreach(lc, ((TruncateStmt *) parsetree)->relations)
+				{
+					RangeVar   *rv = lfirst_node(RangeVar, lc);
+					Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+					if (OidIsValid(am) && OidIsValid(relid) && relation_am(relid) == am)
+						ereport(ERROR,
+								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+								 errmsg("cannot truncate table \"%s\"", rv->relname),
+								 errdetail(INSERT_ONLY_DETAIL)));
+				}
+				break;
+			}
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+				ListCell   *lc;
+
+				foreach(lc, stmt->cmds)
+				{
+					AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+					Oid			relid;
+
+					if (cmd->subtype != AT_SetAccessMethod ||
+						(cmd->name != NULL && strcmp(cmd->name, "invoice_ledger") == 0))
+						continue;
+					am = ledger_am_oid();
+					relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+					if (OidIsValid(am) && OidIsValid(relid) && relation_am(relid) == am)
+						ereport(ERROR,
+								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+								 errmsg("cannot change the access method of table \"%s\"",
+										stmt->relation->relname),
+								 errdetail("It uses the invoice_ledger access method, which keeps its rows from being deleted or changed.")));
+				}
+				break;
+			}
+		case T_DropStmt:
+			{
+				DropStmt   *stmt = (DropStmt *) parsetree;
+				ListCell   *lc;
+
+				if (stmt->removeType != OBJECT_EXTENSION)
+					break;
+				foreach(lc, stmt->objects)
+				{
+					if (strcmp(strVal(lfirst(lc)), "invoice_seq") == 0)
+						check_drop_extension(stmt->behavior);
+				}
+				break;
+			}
+		default:
+			break;
+	}
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+void
+ledger_am_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = ledger_process_utility;
+}
