@@ -57,6 +57,15 @@ SELECT invoice_no, status FROM invoice_seq.ledger WHERE series = 'AM' ORDER BY 1
 -- names an archive with at least as many rows.
 SELECT expect_error($$DROP EXTENSION invoice_seq$$);
 SELECT expect_error($$DROP EXTENSION invoice_seq CASCADE$$);
+-- nor by any other command that would drop it
+SELECT expect_error($$DROP SCHEMA invoice_seq CASCADE$$);
+BEGIN;
+ALTER EXTENSION invoice_seq DROP VIEW invoice_seq.ledger;
+ALTER EXTENSION invoice_seq DROP TABLE invoice_seq.ledger_entry;
+DROP VIEW invoice_seq.ledger;
+SELECT expect_error($$DROP TABLE invoice_seq.ledger_entry$$);
+ROLLBACK;
+SELECT expect_error($$DROP ACCESS METHOD invoice_ledger CASCADE$$);
 CREATE TABLE too_small AS SELECT * FROM invoice_seq.ledger LIMIT 1;
 SET invoice_seq.ledger_archive = 'too_small';
 SELECT expect_error($$DROP EXTENSION invoice_seq$$);
@@ -112,10 +121,12 @@ WHERE c.oid = 'my_issued_invoices'::regclass;
 SET enable_seqscan = off;
 SELECT no, customer FROM my_issued_invoices WHERE customer = 'customer-42';
 RESET enable_seqscan;
--- DROP EXTENSION ... CASCADE would drop this table: refused
+-- a CASCADE that would drop this table is refused, even with an archive
 CREATE TABLE archive AS SELECT * FROM invoice_seq.ledger;
 SET invoice_seq.ledger_archive = 'archive';
 SELECT expect_error($$DROP EXTENSION invoice_seq CASCADE$$);
+SELECT expect_error($$DROP SCHEMA invoice_seq CASCADE$$);
+SELECT expect_error($$DROP ACCESS METHOD invoice_ledger CASCADE$$);
 RESET invoice_seq.ledger_archive;
 DROP TABLE archive;
 -- the table itself may be dropped by its owner: dropping is not editing

@@ -20,9 +20,11 @@
  *
  * A ProcessUtility hook refuses the utility commands that would get around
  * it: TRUNCATE (with a clear message), ALTER TABLE ... SET ACCESS METHOD away
- * from invoice_ledger, and DROP EXTENSION invoice_seq while the ledger holds
- * numbers that were handed out, unless the DBA has named an archive copy of
- * it (invoice_seq.ledger_archive).
+ * from invoice_ledger, and DROP ... CASCADE of the extension, its schema or
+ * the access method while other tables use it.  An object access hook
+ * refuses to drop the extension's ledger, by whatever command, while it
+ * holds numbers that were handed out, unless the DBA has named an archive
+ * copy of it (invoice_seq.ledger_archive).
  *
  * heap_getnext() refuses to run on a relation whose rd_tableam is not heap's
  * own routine struct, and heap's index build, index validation and
@@ -36,6 +38,7 @@
 #include "access/heapam.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_am.h"
 #include "commands/defrem.h"
 #include "nodes/makefuncs.h"
@@ -72,6 +75,7 @@ static struct
 } permitted;
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
+static object_access_hook_type prev_object_access = NULL;
 
 /*
  * Run a heap callback on rel with rel->rd_tableam set to heap's routine, so
@@ -347,47 +351,49 @@ ledger_am_oid(void)
 }
 
 /*
- * DROP EXTENSION invoice_seq would drop the ledger.  Refuse while it holds
- * any number that was handed out, unless invoice_seq.ledger_archive names a
- * table holding at least as many rows (the DBA's copy).
+ * DROP ... CASCADE of the extension, its schema or the access method would
+ * also drop the other tables that use invoice_ledger, with their rows.
  */
 static void
-check_drop_extension(DropBehavior behavior)
+check_cascade(void)
 {
-	Oid			nspid = get_namespace_oid("invoice_seq", true);
-	Oid			ledger;
+	int			rc;
+
+	SPI_connect();
+	rc = SPI_execute("SELECT c.oid::pg_catalog.regclass::pg_catalog.text"
+					 " FROM pg_catalog.pg_class c"
+					 " JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam"
+					 " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+					 " WHERE a.amname OPERATOR(pg_catalog.=) 'invoice_ledger'"
+					 " AND n.nspname OPERATOR(pg_catalog.<>) 'invoice_seq'"
+					 " ORDER BY 1 LIMIT 1", true, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding tables that use invoice_ledger");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot drop with CASCADE: table %s uses the invoice_ledger access method",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errdetail("CASCADE would drop the table and its rows."),
+				 errhint("Copy its rows into a table of another access method first, and drop it yourself.")));
+	SPI_finish();
+}
+
+/*
+ * Dropping the ledger, whichever command does it (DROP EXTENSION, DROP
+ * SCHEMA ... CASCADE, DROP OWNED ...), is refused while it holds any number
+ * that was handed out, unless invoice_seq.ledger_archive names a table with
+ * at least as many rows (the DBA's copy).
+ */
+static void
+check_drop_ledger(Oid ledger)
+{
 	int64		entries;
 	int64		archived = -1;
 	Oid			archive = InvalidOid;
 	int			rc;
 	bool		isnull;
 
-	if (!OidIsValid(nspid) ||
-		!OidIsValid(ledger = get_relname_relid("ledger_entry", nspid)))
-		return;
-
 	SPI_connect();
-
-	/* CASCADE would drop the other tables that use the access method */
-	if (behavior == DROP_CASCADE)
-	{
-		rc = SPI_execute("SELECT c.oid::pg_catalog.regclass::pg_catalog.text"
-						 " FROM pg_catalog.pg_class c"
-						 " JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam"
-						 " WHERE a.amname OPERATOR(pg_catalog.=) 'invoice_ledger'"
-						 " AND c.relnamespace OPERATOR(pg_catalog.<>) "
-						 "     'invoice_seq'::pg_catalog.regnamespace"
-						 " ORDER BY 1 LIMIT 1", true, 0);
-		invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding tables that use invoice_ledger");
-		if (SPI_processed > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("cannot drop extension invoice_seq with CASCADE: table %s uses the invoice_ledger access method",
-							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-					 errdetail("CASCADE would drop the table and its rows."),
-					 errhint("Copy its rows into a table of another access method first, and drop it yourself.")));
-	}
-
 	rc = SPI_execute("SELECT pg_catalog.count(*) FROM invoice_seq.ledger_entry",
 					 true, 0);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "counting ledger entries");
@@ -420,20 +426,38 @@ check_drop_extension(DropBehavior behavior)
 	if (entries > 0 && archived < entries)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot drop extension invoice_seq: its ledger holds " INT64_FORMAT " numbers that were handed out",
+				 errmsg("cannot drop the invoice_seq ledger: it holds " INT64_FORMAT " numbers that were handed out",
 						entries),
 				 OidIsValid(archive) ?
 				 errdetail("The archive table \"%s\" named by invoice_seq.ledger_archive holds " INT64_FORMAT " rows.",
 						   invoice_seq_ledger_archive, Max(archived, 0)) :
-				 errdetail("Dropping the extension would drop the legal record of every invoice number."),
-				 errhint("If you really mean it, archive the ledger first: CREATE TABLE ledger_archive AS SELECT * FROM invoice_seq.ledger; then SET invoice_seq.ledger_archive = 'ledger_archive' and drop the extension again.")));
+				 errdetail("Dropping the extension, its schema or the table would drop the legal record of every invoice number."),
+				 errhint("If you really mean it, archive the ledger first: CREATE TABLE ledger_archive AS SELECT * FROM invoice_seq.ledger; then SET invoice_seq.ledger_archive = 'ledger_archive' and drop it again.")));
+}
+
+/* Is the object about to be dropped the extension's ledger? */
+static void
+ledger_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					 int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0)
+	{
+		Oid			nspid = get_namespace_oid("invoice_seq", true);
+
+		if (OidIsValid(nspid) &&
+			objectId == get_relname_relid("ledger_entry", nspid))
+			check_drop_ledger(objectId);
+	}
 }
 
 /*
  * Refuse the utility commands that would get around invoice_ledger: TRUNCATE
  * (the access method refuses it too; this gives the clearer message), SET
- * ACCESS METHOD away from it, and DROP EXTENSION invoice_seq while the ledger
- * holds numbers.
+ * ACCESS METHOD away from it, and a DROP ... CASCADE that would drop tables
+ * using it.
  */
 static void
 ledger_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -491,14 +515,24 @@ ledger_process_utility(PlannedStmt *pstmt, const char *queryString,
 		case T_DropStmt:
 			{
 				DropStmt   *stmt = (DropStmt *) parsetree;
+				const char *name;
 				ListCell   *lc;
 
-				if (stmt->removeType != OBJECT_EXTENSION)
+				if (stmt->behavior != DROP_CASCADE)
+					break;
+				if (stmt->removeType == OBJECT_EXTENSION ||
+					stmt->removeType == OBJECT_SCHEMA)
+					name = "invoice_seq";
+				else if (stmt->removeType == OBJECT_ACCESS_METHOD)
+					name = "invoice_ledger";
+				else
 					break;
 				foreach(lc, stmt->objects)
 				{
-					if (strcmp(strVal(lfirst(lc)), "invoice_seq") == 0)
-						check_drop_extension(stmt->behavior);
+					if (IsA(lfirst(lc), String) &&
+						strcmp(strVal(lfirst(lc)), name) == 0 &&
+						OidIsValid(ledger_am_oid()))
+						check_cascade();
 				}
 				break;
 			}
@@ -519,4 +553,6 @@ ledger_am_install_hooks(void)
 {
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = ledger_process_utility;
+	prev_object_access = object_access_hook;
+	object_access_hook = ledger_object_access;
 }
