@@ -1,6 +1,6 @@
 /*
- * invoice_seq--1.0--1.1.sql: one-step numbering, chronological order, and
- * the invoice_ledger table access method
+ * invoice_seq--1.0--1.1.sql: one-step numbering, chronological order, the
+ * invoice_ledger table access method, and series owners (tenants)
  */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
@@ -10,6 +10,18 @@
 -- day than a lower one.  On by default, also for existing series.
 ALTER TABLE invoice_seq.series_def
     ADD COLUMN chronological boolean NOT NULL DEFAULT true;
+
+-- Each series belongs to a role; its members, and only they, may use it.
+-- Existing series go to the role that created them if it still exists,
+-- else to the extension's owner.  regrole dumps and restores by name.
+ALTER TABLE invoice_seq.series_def ADD COLUMN owner regrole;
+UPDATE invoice_seq.series_def s
+SET owner = COALESCE(
+        (SELECT r.oid FROM pg_catalog.pg_roles r
+         WHERE r.rolname OPERATOR(pg_catalog.=) s.created_by),
+        (SELECT n.nspowner FROM pg_catalog.pg_namespace n
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'invoice_seq'))::pg_catalog.regrole;
+ALTER TABLE invoice_seq.series_def ALTER COLUMN owner SET NOT NULL;
 
 -- The transaction that asked for a number with next_invoice_no().  The
 -- number is issued if that transaction commits; if it ends otherwise, the
@@ -33,6 +45,7 @@ LANGUAGE C;
 
 CREATE ACCESS METHOD invoice_ledger TYPE TABLE
     HANDLER invoice_seq.invoice_ledger_handler;
+REVOKE ALL ON FUNCTION invoice_seq.invoice_ledger_handler(internal) FROM PUBLIC;
 
 ALTER TABLE invoice_seq.ledger_entry SET ACCESS METHOD invoice_ledger;
 
@@ -46,7 +59,8 @@ CREATE FUNCTION invoice_seq.create_series(
     format        text DEFAULT '{n}',
     stale_after   interval DEFAULT '15 minutes',
     time_zone     text DEFAULT 'UTC',
-    chronological boolean DEFAULT true)
+    chronological boolean DEFAULT true,
+    owner         regrole DEFAULT pg_catalog.to_regrole(pg_catalog.quote_ident(CURRENT_USER)))
 RETURNS void
 AS 'MODULE_PATHNAME', 'invoice_seq_create_series'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
@@ -56,14 +70,15 @@ CREATE FUNCTION invoice_seq.alter_series(
     series        text,
     format        text DEFAULT NULL,
     stale_after   interval DEFAULT NULL,
-    chronological boolean DEFAULT NULL)
+    chronological boolean DEFAULT NULL,
+    owner         regrole DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'invoice_seq_alter_series'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 
-REVOKE ALL ON FUNCTION invoice_seq.create_series(text, bigint, text, text, interval, text, boolean),
-                       invoice_seq.alter_series(text, text, interval, boolean)
+REVOKE ALL ON FUNCTION invoice_seq.create_series(text, bigint, text, text, interval, text, boolean, regrole),
+                       invoice_seq.alter_series(text, text, interval, boolean, regrole)
     FROM PUBLIC;
 
 --
@@ -87,16 +102,21 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 
 --
--- Audit.  A one-step number whose transaction is over but did not commit
--- shows as 'recyclable': it is neither a gap nor a void, and the next caller
--- of its series and period gets it.
+-- Audit.  Each role sees the series it may use, and their entries: the
+-- views filter on membership of the series' owner, and are security
+-- barriers, so that no function of the caller's sees the other rows.
 --
-CREATE OR REPLACE VIEW invoice_seq.series AS
+-- A one-step number whose transaction is over but did not commit shows as
+-- 'recyclable': it is neither a gap nor a void, and the next caller of its
+-- series and period gets it.
+--
+CREATE OR REPLACE VIEW invoice_seq.series WITH (security_barrier) AS
 SELECT s.name AS series, s.start_at, s.reset, s.format, s.stale_after,
-       s.time_zone, s.created_at, s.created_by, s.chronological
-FROM invoice_seq.series_def s;
+       s.time_zone, s.created_at, s.created_by, s.chronological, s.owner
+FROM invoice_seq.series_def s
+WHERE pg_catalog.pg_has_role(s.owner::pg_catalog.oid, 'MEMBER');
 
-CREATE OR REPLACE VIEW invoice_seq.ledger AS
+CREATE OR REPLACE VIEW invoice_seq.ledger WITH (security_barrier) AS
 SELECT s.name AS series, e.period, e.invoice_no, e.display_no,
        CASE WHEN e.status OPERATOR(pg_catalog.=) 'reserved'
                  AND e.holder_xid IS NOT NULL
@@ -108,4 +128,5 @@ SELECT s.name AS series, e.period, e.invoice_no, e.display_no,
        e.voided_at, e.voided_by,
        e.holder_xid IS NOT NULL AS one_step
 FROM invoice_seq.ledger_entry e
-JOIN invoice_seq.series_def s ON s.id OPERATOR(pg_catalog.=) e.series_id;
+JOIN invoice_seq.series_def s ON s.id OPERATOR(pg_catalog.=) e.series_id
+WHERE pg_catalog.pg_has_role(s.owner::pg_catalog.oid, 'MEMBER');

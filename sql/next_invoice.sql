@@ -4,7 +4,7 @@
 -- a number whose transaction does not commit is handed out again, lowest
 -- first, before any fresh number.
 --
-SELECT invoice_seq.create_series('ONE');
+SELECT invoice_seq.create_series('ONE', owner => 'regress_invoice_app');
 GRANT EXECUTE ON FUNCTION invoice_seq.next_invoice_no(text),
                           invoice_seq.next_invoice(text) TO regress_invoice_app;
 

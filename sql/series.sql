@@ -1,7 +1,7 @@
 --
 -- Series: create, alter, drop, the series view, and every refusal.
 --
-SELECT invoice_seq.create_series('INV');
+SELECT invoice_seq.create_series('INV', owner => 'regress_invoice_app');
 SELECT invoice_seq.create_series('INV-Y', start_at => 1000, reset => 'yearly',
                                  format => 'INV-{YYYY}-{n:6}',
                                  time_zone => 'Europe/Paris');
@@ -103,7 +103,7 @@ RESET ROLE;
 
 -- A role granted EXECUTE may manage series, without any table privilege.
 CREATE ROLE regress_invoice_admin;
-GRANT EXECUTE ON FUNCTION invoice_seq.create_series(text, bigint, text, text, interval, text, boolean),
+GRANT EXECUTE ON FUNCTION invoice_seq.create_series(text, bigint, text, text, interval, text, boolean, regrole),
                           invoice_seq.drop_series(text)
     TO regress_invoice_admin;
 GRANT EXECUTE ON FUNCTION expect_error(text) TO regress_invoice_admin;

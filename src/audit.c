@@ -3,6 +3,7 @@
  * audit.c
  *		check_series(): the health report of the ledger.
  *
+ * It covers the series the caller may use (a member of its owner role).
  * No rows means healthy.  A 'gap' row is a number between a period's
  * start_at and its highest number that has no ledger entry; a
  * 'stale_reservation' row is a number reserved longer ago than the series'
@@ -42,7 +43,8 @@ static const char *check_query =
 "WITH s AS ("
 "  SELECT id, name, start_at, stale_after, time_zone, chronological"
 "  FROM invoice_seq.series_def"
-"  WHERE $1 IS NULL OR id OPERATOR(pg_catalog.=) $1"
+"  WHERE ($1 IS NULL OR id OPERATOR(pg_catalog.=) $1)"
+"    AND pg_catalog.pg_has_role($2, owner::pg_catalog.oid, 'MEMBER')"
 "), e AS ("
 "  SELECT e.series_id, e.period, e.invoice_no, e.status, e.reserved_at,"
 "         e.reserved_by, e.holder_xid, e.confirmed_at,"
@@ -97,9 +99,9 @@ invoice_seq_check_series(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			save_userid;
 	int			save_sec_context;
-	Datum		arg = (Datum) 0;
-	char		argnull = 'n';
-	Oid			argtype = INT4OID;
+	Datum		args[2] = {(Datum) 0, (Datum) 0};
+	char		argnulls[2] = {'n', ' '};
+	Oid			argtypes[2] = {INT4OID, OIDOID};
 	uint64		i;
 	int			rc;
 
@@ -118,11 +120,13 @@ invoice_seq_check_series(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("invoice series \"%s\" does not exist", name)));
-		arg = Int32GetDatum(series.id);
-		argnull = ' ';
+		series_check_member(&series, save_userid);
+		args[0] = Int32GetDatum(series.id);
+		argnulls[0] = ' ';
 	}
+	args[1] = ObjectIdGetDatum(save_userid);
 
-	rc = SPI_execute_with_args(check_query, 1, &argtype, &arg, &argnull, true, 0);
+	rc = SPI_execute_with_args(check_query, 2, argtypes, args, argnulls, true, 0);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking the ledger");
 
 	for (i = 0; i < SPI_processed; i++)

@@ -65,6 +65,7 @@ typedef struct InvoiceSeries
 	char		format[ISEQ_MAX_FORMAT + 1];
 	char		time_zone[TZ_STRLEN_MAX + 1];
 	bool		chronological;	/* never issue a higher number on an earlier day */
+	Oid			owner;			/* its members may use the series */
 } InvoiceSeries;
 
 /* One ledger entry as handed back to a caller of reserve. */
@@ -172,6 +173,7 @@ extern TimestampTz invoice_seq_now(void);
 extern bool series_lookup(const char *name, InvoiceSeries *series);
 extern bool series_lookup_by_id(int32 id, InvoiceSeries *series);
 extern void series_check_name(const char *name);
+extern void series_check_member(const InvoiceSeries *series, Oid roleid);
 extern void series_lock_tag(LOCKTAG *tag, int32 series_id);
 extern void series_lock(int32 series_id);
 extern bool series_try_lock(int32 series_id);

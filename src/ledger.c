@@ -756,6 +756,7 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("invoice series \"%s\" does not exist", name)));
+	series_check_member(&series, save_userid);
 	period = resolve_period(&series, PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
 	label = number_label(series.name, period, invoice_no);
 

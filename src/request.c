@@ -433,6 +433,9 @@ request_number(FunctionCallInfo fcinfo, bool one_step, InvoiceSeries *series,
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
 
+	/* the sequencer acts with more rights than the caller: check them here */
+	series_check_member(series, GetUserId());
+
 	/*
 	 * If our own transaction holds the series lock, the sequencer can never
 	 * take it, and waiting for it would be waiting for ourselves.

@@ -18,6 +18,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -430,7 +431,7 @@ series_wait_unlocked(int32 series_id)
 	LockRelease(&tag, ShareLock, false);
 }
 
-#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone, chronological"
+#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone, chronological, owner"
 
 /*
  * Run a prepared one-parameter series lookup, and copy the series into
@@ -459,6 +460,7 @@ series_fetch(SPIPlanPtr plan, Datum arg, InvoiceSeries *series)
 	strlcpy(series->time_zone, SPI_getvalue(tuple, desc, 6),
 			sizeof(series->time_zone));
 	series->chronological = DatumGetBool(SPI_getbinval(tuple, desc, 7, &isnull));
+	series->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 8, &isnull));
 	return true;
 }
 
@@ -490,6 +492,39 @@ series_lookup_by_id(int32 id, InvoiceSeries *series)
 	return series_fetch(plan, Int32GetDatum(id), series);
 }
 
+/*
+ * Only members of a series' owner role (pg_has_role(..., 'MEMBER')) may use
+ * it; superusers are members of every role.  Called in the caller's
+ * backend, with the caller's role, before anything is done on its behalf.
+ */
+void
+series_check_member(const InvoiceSeries *series, Oid roleid)
+{
+	if (!is_member_of_role(roleid, series->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for series \"%s\"", series->name),
+				 errdetail("Only members of role \"%s\", which owns the series, may use it.",
+						   GetUserNameFromId(series->owner, true) ?
+						   GetUserNameFromId(series->owner, true) : "(dropped)")));
+}
+
+/*
+ * Whoever gives a series to a role, or manages a series, must be a member
+ * of that role, as ALTER ... OWNER TO requires.
+ */
+static void
+check_may_own(Oid roleid, Oid owner, const char *series)
+{
+	if (!is_member_of_role(roleid, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for series \"%s\"", series),
+				 errdetail("Managing a series owned by role \"%s\" requires membership in it.",
+						   GetUserNameFromId(owner, true) ?
+						   GetUserNameFromId(owner, true) : "(dropped)")));
+}
+
 /* Look up a series that must exist, raising 42704 otherwise. */
 static void
 series_get(const char *name, InvoiceSeries *series)
@@ -516,9 +551,10 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	char	   *created_by;
 	Oid			save_userid;
 	int			save_sec_context;
-	Datum		values[8];
-	Oid			argtypes[8] = {TEXTOID, INT8OID, TEXTOID, TEXTOID,
-	INTERVALOID, TEXTOID, TEXTOID, BOOLOID};
+	Oid			owner;
+	Datum		values[9];
+	Oid			argtypes[9] = {TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	INTERVALOID, TEXTOID, TEXTOID, BOOLOID, REGROLEOID};
 	int			rc;
 
 	REQUIRE_ARG(0, "series");
@@ -528,6 +564,7 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	REQUIRE_ARG(4, "stale_after");
 	REQUIRE_ARG(5, "time_zone");
 	REQUIRE_ARG(6, "chronological");
+	REQUIRE_ARG(7, "owner");
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	start_at = PG_GETARG_INT64(1);
@@ -557,17 +594,20 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	values[5] = CStringGetTextDatum(time_zone);
 	values[6] = CStringGetTextDatum(created_by);
 	values[7] = PG_GETARG_DATUM(6);
+	owner = PG_GETARG_OID(7);
+	check_may_own(GetUserId(), owner, name);
+	values[8] = ObjectIdGetDatum(owner);
 
 	SPI_connect();
 	invoice_seq_become_owner(&save_userid, &save_sec_context);
 
 	rc = SPI_execute_with_args("INSERT INTO invoice_seq.series_def"
 							   " (name, start_at, reset, format, stale_after,"
-							   "  time_zone, created_at, created_by, chronological)"
+							   "  time_zone, created_at, created_by, chronological, owner)"
 							   " VALUES ($1, $2, $3, $4, $5, $6,"
-							   "  pg_catalog.statement_timestamp(), $7, $8)"
+							   "  pg_catalog.statement_timestamp(), $7, $8, $9)"
 							   " ON CONFLICT (name) DO NOTHING",
-							   8, argtypes, values, NULL, false, 0);
+							   9, argtypes, values, NULL, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_INSERT, "creating a series");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -580,7 +620,7 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* invoice_seq.alter_series(series, format, stale_after, chronological) */
+/* invoice_seq.alter_series(series, format, stale_after, chronological, owner) */
 Datum
 invoice_seq_alter_series(PG_FUNCTION_ARGS)
 {
@@ -588,9 +628,9 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 	InvoiceSeries series;
 	Oid			save_userid;
 	int			save_sec_context;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	Oid			argtypes[4] = {INT4OID, TEXTOID, INTERVALOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[5] = {INT4OID, TEXTOID, INTERVALOID, BOOLOID, REGROLEOID};
 	SPIPlanPtr	plan;
 	int			rc;
 
@@ -602,6 +642,7 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 	invoice_seq_become_owner(&save_userid, &save_sec_context);
 
 	series_get(name, &series);
+	check_may_own(save_userid, series.owner, series.name);
 	series_lock(series.id);
 
 	values[0] = Int32GetDatum(series.id);
@@ -625,14 +666,22 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 		nulls[3] = 'n';
 	else
 		values[3] = PG_GETARG_DATUM(3);
+	if (PG_ARGISNULL(4))
+		nulls[4] = 'n';
+	else
+	{
+		check_may_own(save_userid, PG_GETARG_OID(4), series.name);
+		values[4] = PG_GETARG_DATUM(4);
+	}
 
 	plan = invoice_seq_plan(&alter_plan,
 							"UPDATE invoice_seq.series_def"
 							" SET format = COALESCE($2, format),"
 							"     stale_after = COALESCE($3, stale_after),"
-							"     chronological = COALESCE($4, chronological)"
+							"     chronological = COALESCE($4, chronological),"
+							"     owner = COALESCE($5, owner)"
 							" WHERE id OPERATOR(pg_catalog.=) $1",
-							4, argtypes);
+							5, argtypes);
 	rc = invoice_seq_execute(plan, values, nulls, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "altering a series");
 
@@ -670,6 +719,7 @@ invoice_seq_drop_series(PG_FUNCTION_ARGS)
 	invoice_seq_become_owner(&save_userid, &save_sec_context);
 
 	series_get(name, &series);
+	check_may_own(save_userid, series.owner, series.name);
 	series_lock(series.id);
 	arg = Int32GetDatum(series.id);
 
