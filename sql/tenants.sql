@@ -91,6 +91,20 @@ RESET ROLE;
 -- owner must not be NULL on creation
 SELECT expect_error($$SELECT invoice_seq.create_series('C', owner => NULL)$$);
 
+-- DROP ROLE does not know about series: a series whose owner is dropped is
+-- usable by superusers only, who can give it to another role.
+CREATE ROLE regress_doomed;
+SELECT invoice_seq.create_series('D', owner => 'regress_doomed');
+DROP ROLE regress_doomed;
+SET ROLE regress_app_a;
+SELECT count(*) AS sees_d FROM invoice_seq.series WHERE series = 'D';
+SELECT expect_error($$SELECT invoice_seq.reserve_invoice_no('D')$$);
+RESET ROLE;
+SELECT invoice_seq.alter_series('D', owner => 'regress_tenant_a');
+SET ROLE regress_app_a;
+SELECT invoice_seq.reserve_invoice_no('D');
+RESET ROLE;
+
 -- Superusers are members of every role.
 SELECT series, count(*) FROM invoice_seq.ledger WHERE series IN ('A', 'B') GROUP BY 1 ORDER BY 1;
 DROP TABLE ledger_before, series_before;
