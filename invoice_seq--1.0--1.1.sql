@@ -130,3 +130,31 @@ SELECT s.name AS series, e.period, e.invoice_no, e.display_no,
 FROM invoice_seq.ledger_entry e
 JOIN invoice_seq.series_def s ON s.id OPERATOR(pg_catalog.=) e.series_id
 WHERE pg_catalog.pg_has_role(s.owner::pg_catalog.oid, 'MEMBER');
+
+--
+-- The sequencer's counters since the server started (or stats_reset()),
+-- as pg_stat_statements shows its own: aggregates only, no tenant's data.
+--
+CREATE FUNCTION invoice_seq.stats(
+    OUT requests           bigint,
+    OUT batches            bigint,
+    OUT mean_batch_size    double precision,
+    OUT max_batch_size     bigint,
+    OUT mean_queue_wait_ms double precision,
+    OUT p99_queue_wait_ms  double precision,
+    OUT sequencer_restarts bigint,
+    OUT stats_reset        timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'invoice_seq_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW invoice_seq.stats AS SELECT * FROM invoice_seq.stats();
+GRANT SELECT ON invoice_seq.stats TO PUBLIC;
+
+CREATE FUNCTION invoice_seq.stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'invoice_seq_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION invoice_seq.stats_reset() FROM PUBLIC;

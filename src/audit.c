@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * audit.c
- *		check_series(): the health report of the ledger.
+ *		check_series(), the health report of the ledger, and stats(), the
+ *		sequencer's counters.
  *
  * It covers the series the caller may use (a member of its owner role).
  * No rows means healthy.  A 'gap' row is a number between a period's
@@ -22,12 +23,14 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "invoice_seq.h"
@@ -146,4 +149,85 @@ invoice_seq_check_series(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(invoice_seq_stats);
+PG_FUNCTION_INFO_V1(invoice_seq_stats_reset);
+
+/*
+ * invoice_seq.stats(): the sequencer's counters, as one row.  The p99 queue
+ * wait is the upper bound of the power-of-two bucket that holds the 99th
+ * percentile, so it is exact to a factor of two.
+ */
+Datum
+invoice_seq_stats(PG_FUNCTION_ARGS)
+{
+	SequencerStats stats;
+	TupleDesc	desc;
+	Datum		values[8];
+	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+	uint64		waits = 0;
+	uint64		seen = 0;
+	int			i;
+
+	if (sequencer_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invoice_seq sequencer is not available"),
+				 errdetail("invoice_seq was not loaded at server start."),
+				 errhint("Add invoice_seq to shared_preload_libraries in postgresql.conf and restart the server.")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning record called in context that cannot accept type record")));
+
+	LWLockAcquire(sequencer_shared->lock, LW_SHARED);
+	memcpy(&stats, &sequencer_shared->stats, sizeof(SequencerStats));
+	LWLockRelease(sequencer_shared->lock);
+
+	for (i = 0; i < ISEQ_WAIT_BUCKETS; i++)
+		waits += stats.wait_buckets[i];
+
+	values[0] = Int64GetDatum((int64) stats.requests);
+	values[1] = Int64GetDatum((int64) stats.batches);
+	if (stats.batches > 0)
+		values[2] = Float8GetDatum((double) stats.requests / stats.batches);
+	else
+		nulls[2] = true;
+	values[3] = Int64GetDatum((int64) stats.max_batch);
+	if (waits > 0)
+	{
+		values[4] = Float8GetDatum((double) stats.wait_sum_us / waits / 1000.0);
+		for (i = 0; i < ISEQ_WAIT_BUCKETS; i++)
+		{
+			seen += stats.wait_buckets[i];
+			if (seen * 100 >= waits * 99)
+				break;
+		}
+		values[5] = Float8GetDatum((double) (UINT64CONST(1) << Min(i, ISEQ_WAIT_BUCKETS - 1)) / 1000.0);
+	}
+	else
+		nulls[4] = nulls[5] = true;
+	/* the first start is not a restart */
+	values[6] = Int64GetDatum(stats.starts > 0 ? (int64) stats.starts - 1 : 0);
+	values[7] = TimestampTzGetDatum(stats.reset_at);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* invoice_seq.stats_reset(): zero the counters (not the restart count). */
+Datum
+invoice_seq_stats_reset(PG_FUNCTION_ARGS)
+{
+	uint64		starts;
+
+	if (sequencer_shared == NULL)
+		PG_RETURN_VOID();
+	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
+	starts = sequencer_shared->stats.starts;
+	memset(&sequencer_shared->stats, 0, sizeof(SequencerStats));
+	sequencer_shared->stats.starts = starts;
+	sequencer_shared->stats.reset_at = GetCurrentTimestamp();
+	LWLockRelease(sequencer_shared->lock);
+	PG_RETURN_VOID();
 }

@@ -129,6 +129,25 @@ typedef struct SequencerRequest
 	RequestError error;
 } SequencerRequest;
 
+/*
+ * Counters for the invoice_seq.stats view, since the server started (or the
+ * last invoice_seq.stats_reset()).  Queue waits, from submission until the
+ * sequencer takes the request, go into power-of-two buckets of
+ * microseconds: bucket i counts waits below 2^i us.
+ */
+#define ISEQ_WAIT_BUCKETS		32
+
+typedef struct SequencerStats
+{
+	uint64		requests;		/* requests answered (any outcome) */
+	uint64		batches;		/* batches committed or failed */
+	uint64		max_batch;		/* largest batch */
+	uint64		wait_sum_us;	/* total queue wait */
+	uint64		wait_buckets[ISEQ_WAIT_BUCKETS];
+	uint64		starts;			/* sequencer starts */
+	TimestampTz reset_at;
+} SequencerStats;
+
 typedef struct SequencerShared
 {
 	LWLock	   *lock;			/* protects everything below */
@@ -142,6 +161,8 @@ typedef struct SequencerShared
 	 * sequencer looks for numbers to hand out again only when it moved.
 	 */
 	pg_atomic_uint64 recycle_epoch;
+
+	SequencerStats stats;
 
 	/* FIFO of slot numbers in state QUEUED */
 	int			queue_head;

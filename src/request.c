@@ -87,6 +87,7 @@ request_shmem_init(void)
 		sequencer_shared->lock = &(GetNamedLWLockTranche("invoice_seq"))->lock;
 		sequencer_shared->nslots = MaxBackends;
 		pg_atomic_init_u64(&sequencer_shared->recycle_epoch, 1);
+		sequencer_shared->stats.reset_at = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

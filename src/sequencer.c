@@ -151,6 +151,7 @@ invoice_seq_sequencer_main(Datum main_arg)
 
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
 	sequencer_shared->sequencer_pid = MyProcPid;
+	sequencer_shared->stats.starts++;
 	sequencer_shared->sequencer_latch = MyLatch;
 	LWLockRelease(sequencer_shared->lock);
 	before_shmem_exit(sequencer_detach, (Datum) 0);
@@ -248,6 +249,9 @@ sequencer_detach(int code, Datum arg)
 static int
 take_requests(void)
 {
+	TimestampTz now = GetCurrentTimestamp();
+	SequencerStats *stats = &sequencer_shared->stats;
+
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
 	nbatch = 0;
 	while (nbatch < invoice_seq_max_batch_size)
@@ -272,6 +276,26 @@ take_requests(void)
 		entry->holder = slot->holder;
 		entry->clock = slot->clock;
 		entry->outcome = ENTRY_PENDING;
+
+		{
+			long		secs;
+			int			usecs;
+			uint64		wait;
+			int			bucket = 0;
+
+			TimestampDifference(slot->submitted_at, now, &secs, &usecs);
+			wait = (uint64) secs * 1000000 + usecs;
+			while (bucket < ISEQ_WAIT_BUCKETS - 1 && (UINT64CONST(1) << bucket) <= wait)
+				bucket++;
+			stats->wait_sum_us += wait;
+			stats->wait_buckets[bucket]++;
+		}
+	}
+	if (nbatch > 0)
+	{
+		stats->requests += nbatch;
+		stats->batches++;
+		stats->max_batch = Max(stats->max_batch, (uint64) nbatch);
 	}
 	LWLockRelease(sequencer_shared->lock);
 
