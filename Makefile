@@ -23,7 +23,7 @@ PGFILEDESC = "invoice_seq - gap-free, crash-safe invoice numbering"
 EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql
 
-REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats
+REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 

@@ -636,6 +636,13 @@ resolve_period(const InvoiceSeries *series, text *period_arg)
 	char	   *period = period_arg ? text_to_cstring(period_arg) : NULL;
 	bool		ok;
 
+	if (period != NULL && strlen(period) > ISEQ_MAX_PERIOD)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid period for invoice series \"%s\": it has %zu bytes",
+						series->name, strlen(period)),
+				 errdetail("A period has at most %d bytes.", ISEQ_MAX_PERIOD)));
+
 	if (series->reset == SERIES_RESET_NEVER)
 	{
 		if (period != NULL && period[0] != '\0')
