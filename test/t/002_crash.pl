@@ -1,6 +1,7 @@
 
 # Faults under load: kill -9 of the sequencer, kill -9 of a backend waiting
-# for it, and an immediate shutdown.  After each one, every number a client
+# for it, an immediate shutdown, and kill -9 of a backend in the middle of a
+# confirm.  After each one, every number a client
 # was answered with is in the ledger exactly once, the ledger is dense, no
 # number was handed out twice, and the ledger's indexes pass amcheck.  A
 # retry with the key of an answered request gets the same number.
@@ -15,6 +16,7 @@ use InvoiceSeqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 
 my $node = InvoiceSeqTest::new_node('crash');
 $node->safe_psql('postgres', "SELECT invoice_seq.create_series('S')");
@@ -129,6 +131,41 @@ round('immediate-shutdown',
 		$node->stop('immediate');
 		$node->start;
 	});
+
+# 4. kill -9 of a backend in the middle of a confirm: its transaction has
+# updated the entry and not committed.  After the restart the number is
+# still reserved, nothing else changed, and confirming it again works.
+my ($to_confirm) = $node->safe_psql('postgres', q{
+	SELECT invoice_no FROM invoice_seq.ledger WHERE series = 'S' AND status = 'reserved'
+	ORDER BY invoice_no LIMIT 1});
+my $confirmer_sql = "$PostgreSQL::Test::Utils::tmp_check/confirmer.sql";
+PostgreSQL::Test::Utils::append_to_file($confirmer_sql,
+	"SET application_name = 'confirmer';\nBEGIN;\n"
+	  . "SELECT invoice_seq.confirm_invoice_no('S', $to_confirm, 'ext-killed');\n"
+	  . "SELECT pg_sleep(300);\n");
+my $confirmer = IPC::Run::start(
+	[ 'psql', '-X', '-q', '-d', $node->connstr('postgres'), '-f', $confirmer_sql ],
+	'>', '/dev/null', '2>', '/dev/null');
+round('kill-confirming-backend',
+	sub {
+		$node->poll_query_until('postgres', q{
+			SELECT count(*) = 1 FROM pg_stat_activity
+			WHERE application_name = 'confirmer' AND query LIKE '%pg_sleep%'})
+		  or die 'the confirm never reached its pause';
+		my $pid = $node->safe_psql('postgres',
+			"SELECT pid FROM pg_stat_activity WHERE application_name = 'confirmer'");
+		ok($pid, 'a backend is in the middle of a confirm');
+		kill 'KILL', $pid;
+	});
+eval { $confirmer->finish };
+is( $node->safe_psql('postgres',
+		"SELECT status FROM invoice_seq.ledger WHERE series = 'S' AND invoice_no = $to_confirm"),
+	'reserved', 'the confirm killed before its commit left the number reserved');
+$node->safe_psql('postgres',
+	"SELECT invoice_seq.confirm_invoice_no('S', $to_confirm, 'ext-again')");
+is( $node->safe_psql('postgres',
+		"SELECT status || ' ' || external_ref FROM invoice_seq.ledger WHERE series = 'S' AND invoice_no = $to_confirm"),
+	'issued ext-again', 'confirming it again works');
 
 # After all that, numbering goes on above the highest number, and the next
 # number was never answered before.
