@@ -8,21 +8,33 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "invoice_seq.h"
 
 PG_MODULE_MAGIC;
+
+/*
+ * The version of the extension's SQL objects this library works with: the
+ * control file's default_version.  Raise both with every schema change.
+ */
+#define ISEQ_SCHEMA_VERSION "1.1"
 
 void		_PG_init(void);
 
@@ -165,6 +177,50 @@ invoice_seq_owner(void)
 }
 
 /*
+ * A library newer than the database's objects (installed, server restarted,
+ * ALTER EXTENSION UPDATE not yet run) would fail on missing columns; say
+ * what to do instead.  Checked until it first succeeds in a backend.
+ */
+static void
+check_schema_version(void)
+{
+	static bool checked = false;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	if (checked)
+		return;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("invoice_seq"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		datum = heap_getattr(tuple, Anum_pg_extension_extversion,
+										 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = text_to_cstring(DatumGetTextPP(datum));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (version != NULL && strcmp(version, ISEQ_SCHEMA_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invoice_seq library version %s cannot use extension objects of version %s",
+						ISEQ_SCHEMA_VERSION, version),
+				 errhint("Run ALTER EXTENSION invoice_seq UPDATE.")));
+	checked = (version != NULL);
+}
+
+/*
  * Switch to the extension's owner, saving the caller's identity so that the
  * caller can switch back with SetUserIdAndSecContext().  An error aborts the
  * (sub)transaction, which restores the identity by itself.
@@ -172,7 +228,10 @@ invoice_seq_owner(void)
 void
 invoice_seq_become_owner(Oid *save_userid, int *save_sec_context)
 {
-	Oid			owner = invoice_seq_owner();
+	Oid			owner;
+
+	check_schema_version();
+	owner = invoice_seq_owner();
 
 	GetUserIdAndSecContext(save_userid, save_sec_context);
 	SetUserIdAndSecContext(owner,

@@ -44,6 +44,11 @@ my $before = $node->safe_psql('postgres', q{
 	                  ', ' ORDER BY invoice_no)
 	FROM invoice_seq.ledger WHERE series = 'OLD'});
 
+# The new library refuses to work on the old objects, and says what to do.
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT invoice_seq.reserve_invoice_no('OLD')");
+like($err, qr/library version 1\.1 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
+	'before the update, the API says to run ALTER EXTENSION UPDATE');
+
 $node->safe_psql('postgres', 'ALTER EXTENSION invoice_seq UPDATE');
 is($node->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'invoice_seq'"),
@@ -58,7 +63,7 @@ is( $node->safe_psql('postgres', q{
 		SELECT amname FROM pg_am a JOIN pg_class c ON c.relam = a.oid
 		WHERE c.oid = 'invoice_seq.ledger_entry'::regclass}),
 	'invoice_ledger', 'the ledger now uses the invoice_ledger access method');
-my ($ret, $out, $err) = $node->psql('postgres', 'DELETE FROM invoice_seq.ledger_entry');
+($ret, $out, $err) = $node->psql('postgres', 'DELETE FROM invoice_seq.ledger_entry');
 like($err, qr/cannot delete from table "ledger_entry"/, 'and refuses DELETE');
 is( $node->safe_psql('postgres', q{
 		SELECT chronological FROM invoice_seq.series WHERE series = 'OLD'}),
