@@ -170,16 +170,8 @@ invoice_seq_stats(PG_FUNCTION_ARGS)
 	uint64		seen = 0;
 	int			i;
 
-	if (sequencer_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invoice_seq sequencer is not available"),
-				 errdetail("invoice_seq was not loaded at server start."),
-				 errhint("Add invoice_seq to shared_preload_libraries in postgresql.conf and restart the server.")));
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("function returning record called in context that cannot accept type record")));
+	invoice_seq_require_sequencer();
+	desc = invoice_seq_result_desc(fcinfo);
 
 	LWLockAcquire(sequencer_shared->lock, LW_SHARED);
 	memcpy(&stats, &sequencer_shared->stats, sizeof(SequencerStats));
@@ -212,7 +204,7 @@ invoice_seq_stats(PG_FUNCTION_ARGS)
 	values[6] = Int64GetDatum(stats.starts > 0 ? (int64) stats.starts - 1 : 0);
 	values[7] = TimestampTzGetDatum(stats.reset_at);
 
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /* invoice_seq.stats_reset(): zero the counters (not the restart count). */

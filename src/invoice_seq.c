@@ -16,6 +16,7 @@
 #include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -307,4 +308,29 @@ invoice_seq_now(void)
 	TimestampTz now = invoice_seq_test_now();
 
 	return now != 0 ? now : GetCurrentTimestamp();
+}
+
+/* Raise 55000 unless the library was preloaded (and the sequencer exists). */
+void
+invoice_seq_require_sequencer(void)
+{
+	if (sequencer_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invoice_seq sequencer is not available"),
+				 errdetail("invoice_seq was not loaded at server start."),
+				 errhint("Add invoice_seq to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* The blessed tuple descriptor of a function returning a composite row. */
+TupleDesc
+invoice_seq_result_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("function returning record called in context that cannot accept type record")));
+	return BlessTupleDesc(desc);
 }

@@ -187,6 +187,8 @@ extern SPIPlanPtr invoice_seq_plan(SPIPlanPtr *cache, const char *sql,
 extern int	invoice_seq_execute(SPIPlanPtr plan, Datum *values,
 								const char *nulls, bool read_only, long tcount);
 extern void invoice_seq_spi_check(int rc, int expected, const char *what);
+extern void invoice_seq_require_sequencer(void);
+extern TupleDesc invoice_seq_result_desc(FunctionCallInfo fcinfo);
 extern TimestampTz invoice_seq_test_now(void);
 extern TimestampTz invoice_seq_now(void);
 

@@ -106,6 +106,8 @@ refuse(Relation rel, const char *operation, const char *detail)
 			 errdetail("%s", detail)));
 }
 
+#define TRANSITIONS_ONLY_DETAIL \
+	"Ledger entries are changed only by invoice_seq's functions, from reserved to issued or voided."
 #define INSERT_ONLY_DETAIL \
 	"It uses the invoice_ledger access method: its rows are never deleted or changed."
 
@@ -191,7 +193,7 @@ ledger_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 		refuse(rel, "update", INSERT_ONLY_DETAIL);
 	if (!permitted.active || !slot_is_permitted_entry(slot, false))
 		refuse(rel, "update",
-			   "Ledger entries are changed only by invoice_seq's functions, from reserved to issued or voided.");
+			   TRANSITIONS_ONLY_DETAIL);
 
 	oldslot = table_slot_create(rel, NULL);
 	ok = heap_routine->tuple_fetch_row_version(rel, otid, SnapshotAny, oldslot) &&
@@ -199,7 +201,7 @@ ledger_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 	ExecDropSingleTupleTableSlot(oldslot);
 	if (!ok)
 		refuse(rel, "update",
-			   "Ledger entries are changed only by invoice_seq's functions, from reserved to issued or voided.");
+			   TRANSITIONS_ONLY_DETAIL);
 
 	return heap_routine->tuple_update(rel, otid, slot, cid, snapshot,
 									  crosscheck, wait, tmfd, lockmode,

@@ -409,12 +409,7 @@ request_number(FunctionCallInfo fcinfo, bool one_step, InvoiceSeries *series,
 	PreventCommandDuringRecovery(what);
 	PreventCommandIfReadOnly(what);
 
-	if (sequencer_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invoice_seq sequencer is not available"),
-				 errdetail("invoice_seq was not loaded at server start."),
-				 errhint("Add invoice_seq to shared_preload_libraries in postgresql.conf and restart the server.")));
+	invoice_seq_require_sequencer();
 
 	dbname = get_database_name(MyDatabaseId);
 	if (strcmp(dbname, invoice_seq_database) != 0)
@@ -519,11 +514,7 @@ invoice_seq_reserve_invoice(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("function returning record called in context that cannot accept type record")));
-	desc = BlessTupleDesc(desc);
+	desc = invoice_seq_result_desc(fcinfo);
 
 	request_number(fcinfo, false, &series, &result);
 
@@ -561,11 +552,7 @@ invoice_seq_next_invoice(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("function returning record called in context that cannot accept type record")));
-	desc = BlessTupleDesc(desc);
+	desc = invoice_seq_result_desc(fcinfo);
 
 	request_number(fcinfo, true, &series, &result);
 

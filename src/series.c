@@ -492,6 +492,15 @@ series_lookup_by_id(int32 id, InvoiceSeries *series)
 	return series_fetch(plan, Int32GetDatum(id), series);
 }
 
+/* The name of a series' owner role, which DROP ROLE may have removed. */
+static const char *
+owner_name(Oid owner)
+{
+	char	   *name = GetUserNameFromId(owner, true);
+
+	return name ? name : "(dropped)";
+}
+
 /*
  * Only members of a series' owner role (pg_has_role(..., 'MEMBER')) may use
  * it; superusers are members of every role.  Called in the caller's
@@ -505,8 +514,7 @@ series_check_member(const InvoiceSeries *series, Oid roleid)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for series \"%s\"", series->name),
 				 errdetail("Only members of role \"%s\", which owns the series, may use it.",
-						   GetUserNameFromId(series->owner, true) ?
-						   GetUserNameFromId(series->owner, true) : "(dropped)")));
+						   owner_name(series->owner))));
 }
 
 /*
@@ -521,8 +529,7 @@ check_may_own(Oid roleid, Oid owner, const char *series)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for series \"%s\"", series),
 				 errdetail("Managing a series owned by role \"%s\" requires membership in it.",
-						   GetUserNameFromId(owner, true) ?
-						   GetUserNameFromId(owner, true) : "(dropped)")));
+						   owner_name(owner))));
 }
 
 /* Look up a series that must exist, raising 42704 otherwise. */
