@@ -248,4 +248,57 @@ sub check_invariants
 	return ($count, scalar(@missing));
 }
 
+# Retry keys after a fault.  For each client's last answered request, a
+# retry with its key must return the same number.  The client's next key
+# may or may not have been reserved when the fault struck; retried twice,
+# it must get one number, the same both times.  Keys end in "-<index>";
+# with $last_index, a client that answered its last request has no next
+# key.  Returns the answers of those retries, for the invariants.
+sub check_key_retries
+{
+	my ($node, $series, $answers, $tag, $last_index) = @_;
+	my %last;
+	$last{ $_->{client} } = $_ for @$answers;
+	my (@mismatch, @unstable, @retried);
+	for my $a (values %last)
+	{
+		my $again = $node->safe_psql('postgres',
+			"SELECT invoice_seq.reserve_invoice_no('$series', '$a->{key}')");
+		push @mismatch, "$a->{key}: $a->{number} then $again"
+		  if $again ne $a->{number};
+
+		my ($prefix, $i) = $a->{key} =~ /^(.*-)(\d+)$/;
+		next if defined $last_index && $i >= $last_index;
+		my $key = $prefix . ($i + 1);
+		my $first = $node->safe_psql('postgres',
+			"SELECT invoice_seq.reserve_invoice_no('$series', '$key')");
+		my $second = $node->safe_psql('postgres',
+			"SELECT invoice_seq.reserve_invoice_no('$series', '$key')");
+		push @unstable, "$key: $first then $second" if $first ne $second;
+		push @retried, { client => 'retry', key => $key, number => $first };
+	}
+	is(scalar(@mismatch), 0,
+		"$tag: retrying the last answered key of each client gets the same number")
+	  or diag join("\n", @mismatch);
+	is(scalar(@unstable), 0,
+		"$tag: retrying the first unanswered key of each client twice gets one number")
+	  or diag join("\n", @unstable);
+	return @retried;
+}
+
+# How many numbers are in the application's table app_invoice but not
+# issued in the ledger of $series, or the other way round.  With
+# one_step => 1, only one-step numbers of the ledger count.
+sub issued_mismatches
+{
+	my ($node, $series, %opts) = @_;
+	my $one_step = $opts{one_step} ? ' AND one_step' : '';
+	return $node->safe_psql('postgres', qq{
+		SELECT count(*) FROM app_invoice a
+		FULL JOIN (SELECT invoice_no FROM invoice_seq.ledger
+		           WHERE series = '$series' AND status = 'issued'$one_step) l
+		       ON l.invoice_no = a.no
+		WHERE a.no IS NULL OR l.invoice_no IS NULL});
+}
+
 1;

@@ -53,35 +53,8 @@ sub round
 	push @all_answers, @$answers;
 	InvoiceSeqTest::check_invariants($node, 'S', \@all_answers, "after $tag");
 
-	# A retry with the key of an answered request gets the same number.
-	# The request after it may or may not have been reserved when the fault
-	# struck; retried twice, it gets one number, the same both times.
-	my %last;
-	$last{ $_->{client} } = $_ for @$answers;
-	my (@mismatch, @unstable);
-	for my $a (values %last)
-	{
-		my $again = $node->safe_psql('postgres',
-			"SELECT invoice_seq.reserve_invoice_no('S', '$a->{key}')");
-		push @mismatch, "$a->{key}: $a->{number} then $again"
-		  if $again ne $a->{number};
-
-		my ($prefix, $i) = $a->{key} =~ /^(.*-)(\d+)$/;
-		next if $i >= $nrequests;
-		my $key = $prefix . ($i + 1);
-		my $first = $node->safe_psql('postgres',
-			"SELECT invoice_seq.reserve_invoice_no('S', '$key')");
-		my $second = $node->safe_psql('postgres',
-			"SELECT invoice_seq.reserve_invoice_no('S', '$key')");
-		push @unstable, "$key: $first then $second" if $first ne $second;
-		push @all_answers, { client => 'retry', key => $key, number => $first };
-	}
-	is(scalar(@mismatch), 0,
-		"$tag: retrying the last answered key of each client gets the same number")
-	  or diag join("\n", @mismatch);
-	is(scalar(@unstable), 0,
-		"$tag: retrying the first unanswered key of each client twice gets one number")
-	  or diag join("\n", @unstable);
+	push @all_answers,
+	  InvoiceSeqTest::check_key_retries($node, 'S', $answers, $tag, $nrequests);
 
 	return;
 }
