@@ -11,24 +11,27 @@
 
 MODULE_big = invoice_seq
 OBJS = \
+	src/alloc.o \
 	src/audit.o \
 	src/invoice_seq.o \
 	src/ledger.o \
 	src/ledger_am.o \
+	src/number.o \
 	src/request.o \
 	src/sequencer.o \
 	src/series.o
 PGFILEDESC = "invoice_seq - gap-free, crash-safe invoice numbering"
 
 EXTENSION = invoice_seq
-DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql
+DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql
 
 REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 
 ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve \
-	series_lock one_step_recycle one_step_open one_step_mixed one_step_prepare
+	series_lock one_step_recycle one_step_open one_step_mixed one_step_prepare \
+	key_race_paths free_numbers
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-instance=tmp_check_iso \
 	--temp-config=$(srcdir)/test/isolation.conf --encoding=UTF8 --no-locale
 
@@ -43,7 +46,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS does not track header dependencies; every file includes this one.
-$(OBJS): src/invoice_seq.h
+$(OBJS): src/invoice_seq.h src/alloc.h src/ledger.h
 
 .PHONY: regresscheck isolationcheck tapcheck
 

@@ -122,3 +122,36 @@ RESET ROLE;
 SET invoice_seq.test_clock = 'yesterday-ish';
 SELECT expect_error($$SELECT invoice_seq.next_invoice_no('CH')$$);
 RESET invoice_seq.test_clock;
+
+-- The end of a period.  A free number of a period that has ended can never
+-- be issued (a number is dated in its period): the first number of a later
+-- period voids it, in the same transaction.
+SELECT invoice_seq.create_series('PE', reset => 'yearly', format => 'PE-{YYYY}-{n}');
+SET invoice_seq.test_clock = '2030-12-31 10:00+00';
+-- number 1 is rolled back while number 2, reserved by the sequencer in a
+-- transaction of its own, stays: 1 is free
+BEGIN;
+SAVEPOINT s;
+SELECT invoice_seq.next_invoice_no('PE');
+SELECT invoice_seq.reserve_invoice_no('PE', 'pe-2');
+ROLLBACK TO s;
+COMMIT;
+SELECT invoice_seq.confirm_invoice_no('PE', 2, 'ext-2', '2030');
+-- a later transaction takes the free number 1 and rolls back: it is free again
+BEGIN;
+SELECT invoice_seq.next_invoice_no('PE');
+ROLLBACK;
+SELECT period, invoice_no, status FROM invoice_seq.ledger WHERE series = 'PE'
+ORDER BY period, invoice_no;
+SET invoice_seq.test_clock = '2031-01-01 10:00+00';
+-- if the transaction that would void it aborts, the number stays free
+BEGIN;
+SELECT invoice_seq.next_invoice_no('PE');
+ROLLBACK;
+SELECT period, invoice_no, status FROM invoice_seq.ledger WHERE series = 'PE'
+ORDER BY period, invoice_no;
+SELECT * FROM invoice_seq.next_invoice('PE');
+SELECT period, invoice_no, display_no, status, voided_by, void_reason
+FROM invoice_seq.ledger WHERE series = 'PE' ORDER BY period, invoice_no;
+SELECT * FROM invoice_seq.check_series('PE');
+RESET invoice_seq.test_clock;

@@ -8,7 +8,10 @@ SELECT requests, batches, mean_batch_size, max_batch_size, mean_queue_wait_ms,
 FROM invoice_seq.stats;
 
 SELECT invoice_seq.create_series('ST');
+-- The sequencer serves reservations made inside a transaction block.
+BEGIN;
 SELECT count(invoice_seq.reserve_invoice_no('ST')) FROM generate_series(1, 5);
+COMMIT;
 SELECT count(invoice_seq.next_invoice_no('ST')) FROM generate_series(1, 3);
 SELECT requests, batches BETWEEN 1 AND 8 AS batches_ok,
        mean_batch_size >= 1 AS mean_ok, max_batch_size >= 1 AS max_ok,
@@ -20,7 +23,9 @@ FROM invoice_seq.stats;
 SELECT sequencer_restarts AS restarts_before FROM invoice_seq.stats \gset
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 WHERE backend_type = 'invoice_seq sequencer';
+BEGIN;
 SELECT invoice_seq.reserve_invoice_no('ST');   -- waits for the new sequencer
+COMMIT;
 SELECT sequencer_restarts - :restarts_before AS restarts FROM invoice_seq.stats;
 
 -- Anyone may read the counters; only superusers may reset them.

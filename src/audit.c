@@ -6,17 +6,19 @@
  *
  * It covers the series the caller may use (a member of its owner role).
  * No rows means healthy.  A 'gap' row is a number between a period's
- * start_at and its highest number that has no ledger entry; a
+ * start_at and its highest number that has no ledger entry (see below); a
  * 'stale_reservation' row is a number reserved longer ago than the series'
  * stale_after and neither confirmed nor voided.  The system never voids a
  * stale reservation by itself: the integrator may have accepted the invoice
  * while the confirm was lost, so only a person (or the application's
  * reconciliation) can say whether to confirm or void it.
  *
- * A one-step number (next_invoice_no) whose transaction is over without
- * having issued it is not reported: it is neither a gap nor stale, and the
- * next caller of its series gets it.  A 'chronology' row is an issued number
- * of a chronological series dated earlier than a lower number of the same
+ * A number without a ledger row below the highest one of its period is a
+ * gap only if the allocator does not know it as free (handed to a
+ * transaction that did not commit: the next caller gets it), and no
+ * transaction holding a number of that period is still running (it may
+ * hold this one).  A 'chronology' row is an issued number of a
+ * chronological series dated earlier than a lower number of the same
  * period.
  *
  *-------------------------------------------------------------------------
@@ -33,9 +35,17 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-#include "invoice_seq.h"
+#include "alloc.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_check_series);
+
+/* Columns of check_series(), then the series id and whether it is a gap. */
+enum
+{
+	CHECK_COLS = 5,
+	CHECK_SERIES_ID,
+	CHECK_IS_GAP
+};
 
 /*
  * $1 is a series id, or NULL for all series.  Gaps come from comparing each
@@ -50,7 +60,7 @@ static const char *check_query =
 "    AND pg_catalog.pg_has_role($2, owner::pg_catalog.oid, 'MEMBER')"
 "), e AS ("
 "  SELECT e.series_id, e.period, e.invoice_no, e.status, e.reserved_at,"
-"         e.reserved_by, e.holder_xid, e.confirmed_at,"
+"         e.reserved_by, e.confirmed_at,"
 "         pg_catalog.lag(e.invoice_no) OVER (PARTITION BY e.series_id, e.period"
 "                                            ORDER BY e.invoice_no) AS prev"
 "  FROM invoice_seq.ledger_entry e"
@@ -61,27 +71,27 @@ static const char *check_query =
 "             THEN pg_catalog.format('missing from the ledger, which starts at %s; the first entry is %s',"
 "                                    s.start_at, e.invoice_no)"
 "             ELSE pg_catalog.format('missing from the ledger between entries %s and %s',"
-"                                    e.prev, e.invoice_no) END"
+"                                    e.prev, e.invoice_no) END,"
+"        s.id, true"
 " FROM e JOIN s ON s.id OPERATOR(pg_catalog.=) e.series_id,"
 "      pg_catalog.generate_series(COALESCE(e.prev OPERATOR(pg_catalog.+) 1, s.start_at),"
 "                                 e.invoice_no OPERATOR(pg_catalog.-) 1) AS g(n)"
 " UNION ALL"
 " SELECT s.name, e.period, e.invoice_no, 'stale_reservation',"
 "        pg_catalog.format('reserved at %s by %s, longer ago than stale_after (%s); confirm or void it',"
-"                          e.reserved_at, e.reserved_by, s.stale_after)"
+"                          e.reserved_at, e.reserved_by, s.stale_after),"
+"        s.id, false"
 " FROM e JOIN s ON s.id OPERATOR(pg_catalog.=) e.series_id"
 " WHERE e.status OPERATOR(pg_catalog.=) 'reserved'"
 "   AND e.reserved_at OPERATOR(pg_catalog.<)"
 "       (pg_catalog.now() OPERATOR(pg_catalog.-) s.stale_after)"
-"   AND (e.holder_xid IS NULL"
-"        OR pg_catalog.pg_xact_status(e.holder_xid)"
-"           OPERATOR(pg_catalog.=) 'in progress')"
 " UNION ALL"
 " SELECT c.name, c.period, c.invoice_no, 'chronology',"
 "        pg_catalog.format('issued on %s, but a lower number of the period was issued on %s',"
 "                          pg_catalog.to_char(c.day, 'YYYY-MM-DD'),"
-"                          pg_catalog.to_char(c.latest, 'YYYY-MM-DD'))"
-" FROM (SELECT s.name, i.period, i.invoice_no, i.day,"
+"                          pg_catalog.to_char(c.latest, 'YYYY-MM-DD')),"
+"        c.id, false"
+" FROM (SELECT s.id, s.name, i.period, i.invoice_no, i.day,"
 "              pg_catalog.max(i.day) OVER (PARTITION BY i.series_id, i.period"
 "                                          ORDER BY i.invoice_no"
 "                                          ROWS BETWEEN UNBOUNDED PRECEDING"
@@ -94,6 +104,22 @@ static const char *check_query =
 "       JOIN s ON s.id OPERATOR(pg_catalog.=) i.series_id) c"
 " WHERE c.day OPERATOR(pg_catalog.<) c.latest"
 " ORDER BY 1, 2, 3, 4";
+
+/*
+ * A row of the check query that is a number missing from the ledger, but
+ * free or perhaps held by a running transaction: not a gap.
+ */
+static bool
+is_known_hole(HeapTuple row, TupleDesc desc)
+{
+	bool		isnull;
+
+	if (!DatumGetBool(SPI_getbinval(row, desc, CHECK_IS_GAP, &isnull)))
+		return false;
+	return alloc_hole_kind(DatumGetInt32(SPI_getbinval(row, desc, CHECK_SERIES_ID, &isnull)),
+						   SPI_getvalue(row, desc, 2),
+						   DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull))) != HOLE_LOST;
+}
 
 /* invoice_seq.check_series(series) RETURNS TABLE(series, period, invoice_no, problem, detail) */
 Datum
@@ -134,20 +160,80 @@ invoice_seq_check_series(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < SPI_processed; i++)
 	{
-		Datum		values[5];
-		bool		nulls[5];
+		Datum		values[CHECK_COLS];
+		bool		nulls[CHECK_COLS];
 		int			col;
 
-		for (col = 0; col < 5; col++)
+		for (col = 0; col < CHECK_COLS; col++)
 			values[col] = SPI_getbinval(SPI_tuptable->vals[i],
 										SPI_tuptable->tupdesc,
 										col + 1, &nulls[col]);
+		if (is_known_hole(SPI_tuptable->vals[i], SPI_tuptable->tupdesc))
+			continue;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
 
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(invoice_seq_recyclable);
+
+/* Numbers missing from the ledger of the series whose owner $1 belongs to. */
+static const char *holes_query =
+"SELECT e.series_id, e.period, g.n"
+" FROM (SELECT e.series_id, e.period, e.invoice_no,"
+"              pg_catalog.lag(e.invoice_no) OVER (PARTITION BY e.series_id, e.period"
+"                                                 ORDER BY e.invoice_no) AS prev"
+"       FROM invoice_seq.ledger_entry e) e"
+" JOIN invoice_seq.series_def s ON s.id OPERATOR(pg_catalog.=) e.series_id,"
+"      pg_catalog.generate_series(COALESCE(e.prev OPERATOR(pg_catalog.+) 1, s.start_at),"
+"                                 e.invoice_no OPERATOR(pg_catalog.-) 1) AS g(n)"
+" WHERE pg_catalog.pg_has_role($1, s.owner::pg_catalog.oid, 'MEMBER')"
+" ORDER BY 1, 2, 3";
+
+/*
+ * invoice_seq.recyclable() RETURNS TABLE(series_id, period, invoice_no):
+ * the free numbers of the caller's series, which the next caller of their
+ * period gets.  The ledger view shows them, so that it stays dense.
+ */
+Datum
+invoice_seq_recyclable(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			argtype = OIDOID;
+	Datum		arg;
+	uint64		i;
+	int			rc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+	arg = ObjectIdGetDatum(save_userid);
+	rc = SPI_execute_with_args(holes_query, 1, &argtype, &arg, NULL, true, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding free numbers");
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = SPI_getbinval(row, desc, 1, &nulls[0]);
+		values[1] = SPI_getbinval(row, desc, 2, &nulls[1]);
+		values[2] = SPI_getbinval(row, desc, 3, &nulls[2]);
+		if (alloc_hole_kind(DatumGetInt32(values[0]), SPI_getvalue(row, desc, 2),
+							DatumGetInt64(values[2])) == HOLE_FREE)
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
 	return (Datum) 0;
 }
 

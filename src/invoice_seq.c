@@ -22,11 +22,13 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "alloc.h"
 #include "invoice_seq.h"
 
 PG_MODULE_MAGIC;
@@ -35,7 +37,7 @@ PG_MODULE_MAGIC;
  * The version of the extension's SQL objects this library works with: the
  * control file's default_version.  Raise both with every schema change.
  */
-#define ISEQ_SCHEMA_VERSION "1.1"
+#define ISEQ_SCHEMA_VERSION "1.2"
 
 void		_PG_init(void);
 
@@ -104,6 +106,15 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		/* can't define PGC_POSTMASTER variables after startup */
+		DefineCustomIntVariable("invoice_seq.max_periods",
+								"Largest number of (series, period) pairs whose next number is kept in shared memory.",
+								"Idle ones are evicted when more are needed; they are read again from the ledger on their next use.",
+								&invoice_seq_max_periods,
+								1024, 16, 1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
 		DefineCustomStringVariable("invoice_seq.database",
 								   "Database in which the sequencer reserves invoice numbers.",
 								   NULL,
@@ -137,7 +148,8 @@ invoice_seq_shmem_request(void)
 		prev_shmem_request_hook();
 
 	RequestAddinShmemSpace(request_shmem_size());
-	RequestNamedLWLockTranche("invoice_seq", 1);
+	RequestAddinShmemSpace(alloc_shmem_size());
+	RequestNamedLWLockTranche("invoice_seq", 2);
 }
 
 static void
@@ -146,7 +158,10 @@ invoice_seq_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	request_shmem_init();
+	alloc_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
@@ -333,4 +348,39 @@ invoice_seq_result_desc(FunctionCallInfo fcinfo)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("function returning record called in context that cannot accept type record")));
 	return BlessTupleDesc(desc);
+}
+
+/* The OID of invoice_seq.ledger_entry, or InvalidOid if there is none. */
+Oid
+invoice_seq_ledger_relid(void)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", true);
+
+	return OidIsValid(nspid) ? get_relname_relid("ledger_entry", nspid) : InvalidOid;
+}
+
+static const char *const entry_status_names[] = {
+	[ENTRY_RESERVED] = "reserved",
+	[ENTRY_ISSUED] = "issued",
+	[ENTRY_VOIDED] = "voided"
+};
+
+const char *
+entry_status_name(EntryStatus status)
+{
+	return entry_status_names[status];
+}
+
+EntryStatus
+parse_entry_status(const char *status)
+{
+	int			i;
+
+	for (i = 0; i < (int) lengthof(entry_status_names); i++)
+		if (strcmp(status, entry_status_names[i]) == 0)
+			return (EntryStatus) i;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invoice_seq: unknown ledger entry status \"%s\"", status)));
+	return ENTRY_RESERVED;		/* keep compiler quiet */
 }

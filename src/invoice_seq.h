@@ -3,10 +3,12 @@
  * invoice_seq.h
  *		Shared declarations of the invoice_seq extension.
  *
- * The extension hands out gap-free invoice numbers.  A number is reserved
- * by a background worker, the sequencer, in a short transaction of its own;
- * backends hand it requests through the shared memory described here and
- * sleep on their latch until it answers.  See docs/design.md.
+ * The extension hands out gap-free invoice numbers.  A number is taken
+ * from the allocator in shared memory (alloc.h) and recorded in the ledger
+ * by the transaction that takes it: the caller's own, or, for a reservation
+ * made inside a transaction block, that of a background worker, the
+ * sequencer, to which backends hand requests through the shared memory
+ * described here.  See docs/design.md.
  *
  *-------------------------------------------------------------------------
  */
@@ -68,13 +70,35 @@ typedef struct InvoiceSeries
 	Oid			owner;			/* its members may use the series */
 } InvoiceSeries;
 
+/*
+ * locktag_field4 of the advisory lock that serialises first uses of one
+ * idempotency key, held until the end of the transaction that records it.
+ */
+#define ISEQ_KEY_LOCK_CLASS		0x4954
+
+/* The status of a ledger entry (column status). */
+typedef enum EntryStatus
+{
+	ENTRY_RESERVED,
+	ENTRY_ISSUED,
+	ENTRY_VOIDED
+} EntryStatus;
+
+/* Attribute numbers of invoice_seq.ledger_entry. */
+#define ENTRY_ATT_SERIES_ID			1
+#define ENTRY_ATT_PERIOD			2
+#define ENTRY_ATT_INVOICE_NO		3
+#define ENTRY_ATT_STATUS			5
+#define ENTRY_ATT_IDEMPOTENCY_KEY	6
+#define ENTRY_ATT_CONFIRMED_AT		11
+
 /* One ledger entry as handed back to a caller of reserve. */
 typedef struct ReservedNumber
 {
 	char		period[ISEQ_MAX_PERIOD + 1];
 	int64		invoice_no;
 	char		display_no[ISEQ_MAX_DISPLAY + 1];
-	char		status[16];
+	EntryStatus status;
 	TimestampTz reserved_at;
 } ReservedNumber;
 
@@ -105,6 +129,14 @@ typedef enum RequestState
 	REQUEST_DONE
 } RequestState;
 
+/* A lock the sequencer found busy, which the requester waits for. */
+typedef enum RequestLock
+{
+	REQUEST_LOCK_NONE,
+	REQUEST_LOCK_SERIES,		/* an admin's transaction holds the series */
+	REQUEST_LOCK_KEY			/* another transaction records the same key */
+} RequestLock;
+
 typedef struct SequencerRequest
 {
 	RequestState state;
@@ -118,13 +150,11 @@ typedef struct SequencerRequest
 	char		role[NAMEDATALEN];
 	bool		has_key;
 	char		key[ISEQ_MAX_KEY + 1];
-	FullTransactionId holder;	/* next_invoice_no(): the caller's top xid;
-								 * invalid for a two-phase reservation */
 	TimestampTz clock;			/* invoice_seq.test_clock, or 0 */
 
 	/* the answer, valid once state is REQUEST_DONE */
 	bool		ok;
-	bool		series_locked;	/* not ok: retry once the series lock is free */
+	RequestLock locked;			/* not ok: retry once this lock is free */
 	ReservedNumber result;
 	RequestError error;
 } SequencerRequest;
@@ -155,13 +185,6 @@ typedef struct SequencerShared
 	Latch	   *sequencer_latch;
 	int			nslots;
 
-	/*
-	 * Advanced (without the lock) whenever a transaction that took one-step
-	 * numbers ends in a way that may leave one of them not issued.  The
-	 * sequencer looks for numbers to hand out again only when it moved.
-	 */
-	pg_atomic_uint64 recycle_epoch;
-
 	SequencerStats stats;
 
 	/* FIFO of slot numbers in state QUEUED */
@@ -191,6 +214,9 @@ extern void invoice_seq_require_sequencer(void);
 extern TupleDesc invoice_seq_result_desc(FunctionCallInfo fcinfo);
 extern TimestampTz invoice_seq_test_now(void);
 extern TimestampTz invoice_seq_now(void);
+extern Oid	invoice_seq_ledger_relid(void);
+extern const char *entry_status_name(EntryStatus status);
+extern EntryStatus parse_entry_status(const char *status);
 
 /* series.c */
 extern bool series_lookup(const char *name, InvoiceSeries *series);
@@ -199,23 +225,16 @@ extern void series_check_name(const char *name);
 extern void series_check_member(const InvoiceSeries *series, Oid roleid);
 extern void series_lock_tag(LOCKTAG *tag, int32 series_id);
 extern void series_lock(int32 series_id);
-extern bool series_try_lock(int32 series_id);
-extern void series_wait_unlocked(int32 series_id);
+extern bool series_lock_for_numbering(int32 series_id);
+extern bool series_try_lock_for_numbering(int32 series_id);
+extern void key_lock_tag(LOCKTAG *tag, int32 series_id, const char *key);
+extern void wait_for_lock(const LOCKTAG *tag);
 extern void series_period(const InvoiceSeries *series, TimestampTz ts,
 						  char *period);
 extern void series_render(const InvoiceSeries *series, int64 invoice_no,
 						  TimestampTz ts, char *display_no);
 extern int	series_day(const InvoiceSeries *series, TimestampTz ts);
 extern const char *series_reset_name(SeriesReset reset);
-
-/* ledger.c */
-extern void ledger_begin_batch(MemoryContext context);
-extern void ledger_reserve(const InvoiceSeries *series, const char *key,
-						   FullTransactionId holder, const char *role,
-						   TimestampTz now, ReservedNumber *result);
-extern void ledger_issue_held(const InvoiceSeries *series,
-							  FullTransactionId holder, const char *role,
-							  const ReservedNumber *number);
 
 /* ledger_am.c */
 extern void ledger_am_permit_update(int32 series_id, const char *period,
@@ -228,6 +247,8 @@ extern Size request_shmem_size(void);
 extern void request_shmem_init(void);
 extern void request_queue_push(int slotno);
 extern int	request_queue_pop(void);
+extern void request_reserve_remote(const InvoiceSeries *series, const char *key,
+								   const char *role, ReservedNumber *result);
 
 /* sequencer.c */
 extern void invoice_seq_register_sequencer(void);

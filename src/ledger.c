@@ -1,97 +1,118 @@
 /*-------------------------------------------------------------------------
  *
  * ledger.c
- *		The ledger: allocation of a number (run by the sequencer) and the
- *		transitions reserved -> issued and reserved -> voided (run in the
- *		caller's transaction).
+ *		The ledger: numbers recorded in the transaction that takes them, and
+ *		the transitions reserved -> issued and reserved -> voided (run in
+ *		the caller's transaction).
  *
  * Every number handed out has exactly one row in invoice_seq.ledger_entry,
- * keyed by (series_id, period, invoice_no).  The sequencer is the only
- * process that inserts rows, and it does so under the series lock, so the
- * next number is simply the highest one in the ledger plus one: there is no
- * separate counter that could drift from the ledger, and a crash can only
- * lose rows that were never committed and never answered.
+ * keyed by (series_id, period, invoice_no).  The number comes from the
+ * allocator (alloc.c), and its row is inserted by the same transaction
+ * that took it: the caller's for next_invoice_no() and for a reservation
+ * made outside a transaction block, the sequencer's for one made inside.
+ * If that transaction aborts, the row never existed and the allocator
+ * hands the number out again; so the committed ledger, plus the free
+ * numbers, is always dense.
  *
- * A number taken with next_invoice_no() is recorded with its holder, the
- * caller's top-level transaction id, and the caller's own transaction marks
- * it issued.  Once the holder is over, a row that is still 'reserved' was
- * not issued (rollback, error, killed backend, crash): the sequencer hands
- * it out again, lowest first, before any fresh number.  Whether a holder is
- * over is judged with the same snapshot that read the row, so a holder that
- * committed just before is always seen as having issued its number.
+ * Reads that only serve our own logic (finding an entry, an idempotency
+ * key) use a dirty snapshot through the index, and then lock or update the
+ * one row by its tuple id, so that a SERIALIZABLE caller takes no
+ * predicate lock on the ledger's index pages.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/transam.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
-#include "invoice_seq.h"
+#include "alloc.h"
+#include "ledger.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_confirm_invoice_no);
 PG_FUNCTION_INFO_V1(invoice_seq_void_invoice_no);
 
 static SPIPlanPtr key_plan = NULL;
-static SPIPlanPtr last_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
-static SPIPlanPtr held_plan = NULL;
-static SPIPlanPtr recycle_plan = NULL;
-static SPIPlanPtr auto_void_plan = NULL;
-static SPIPlanPtr above_plan = NULL;
-static SPIPlanPtr below_plan = NULL;
-static SPIPlanPtr issue_held_plan = NULL;
 static SPIPlanPtr lock_entry_plan = NULL;
 static SPIPlanPtr confirm_plan = NULL;
 static SPIPlanPtr void_plan = NULL;
+static SPIPlanPtr ended_plan = NULL;
 
-/*
- * The numbers of one (series, period) that the sequencer may hand out
- * again, lowest first.  Found once per batch and series, when the first
- * request of the batch for that series needs them.
- */
-typedef struct Recyclable
+static void void_free_number(const InvoiceSeries *series, const char *period,
+							 const TakenNumber *taken, TimestampTz now,
+							 const char *reason);
+
+/* Free numbers of ended periods voided by one first use of a new period. */
+#define ENDED_BATCH		1000
+
+/* Columns of the row that lock_entry() reads. */
+enum
 {
-	int32		series_id;
-	char		period[ISEQ_MAX_PERIOD + 1];
-	int			count;
-	int			next;			/* numbers[next] is the next candidate */
-	int64	   *numbers;
-} Recyclable;
+	LOCKED_CTID = 1,
+	LOCKED_STATUS,
+	LOCKED_EXTERNAL_REF,
+	LOCKED_ONE_STEP,
+	LOCKED_NCOLUMNS = LOCKED_ONE_STEP
+};
 
-static MemoryContext batch_context = NULL;
-static List *batch_recyclable = NIL;
-
-/*
- * Series in which the last search found nothing to hand out again, with
- * the recycle epoch (see SequencerShared) as of that search.  Until the
- * epoch moves, no one-step number of such a series can have become
- * recyclable, and the search is skipped.  Kept for the sequencer's life.
- */
-typedef struct CleanSeries
+/* Parameters of the statements that change one entry, by tuple id. */
+enum
 {
-	int32		series_id;		/* hash key */
-	uint64		epoch;
-} CleanSeries;
+	CHANGE_CTID = 0,
+	CHANGE_WHEN,
+	CHANGE_WHO,
+	CHANGE_TEXT,				/* external_ref, or void reason */
+	CHANGE_NPARAMS
+};
 
-static HTAB *clean_series = NULL;
+/* A new ledger row, as ledger_insert() writes it. */
+typedef struct NewEntry
+{
+	const InvoiceSeries *series;
+	const char *period;
+	int64		invoice_no;
+	const char *display_no;
+	EntryStatus status;
+	const char *key;			/* NULL: none */
+	const char *role;
+	TimestampTz now;
+	const char *void_reason;	/* for ENTRY_VOIDED */
+} NewEntry;
 
-/* Who voids a number that can no longer be issued: the extension itself. */
-#define AUTO_VOIDED_BY "invoice_seq"
-
-/* Parameters of the statements on one entry: the key, then the change. */
-static Oid	entry_argtypes[6] = {INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
-TEXTOID, TEXTOID};
+enum
+{
+	INSERT_SERIES = 0,
+	INSERT_PERIOD,
+	INSERT_NO,
+	INSERT_DISPLAY,
+	INSERT_STATUS,
+	INSERT_WHEN,
+	INSERT_WHO,
+	INSERT_KEY,
+	INSERT_HOLDER,
+	INSERT_VOID_REASON,
+	INSERT_NPARAMS
+};
 
 /* "invoice number 7 of series "INV"", with the period if there is one. */
-static char *
+char *
 number_label(const char *series, const char *period, int64 invoice_no)
 {
 	if (period[0] == '\0')
@@ -132,74 +153,230 @@ day_text(int day)
 	return psprintf("%04d-%02d-%02d", day / 10000, day / 100 % 100, day % 100);
 }
 
-/* The nearest number above or below $3 that is or will be issued. */
-#define NEIGHBOUR_SQL(comparison, order) \
-	"SELECT invoice_no," \
-	"       CASE WHEN status OPERATOR(pg_catalog.=) 'issued'" \
-	"            THEN confirmed_at ELSE reserved_at END" \
-	" FROM invoice_seq.ledger_entry" \
-	" WHERE series_id OPERATOR(pg_catalog.=) $1" \
-	" AND period OPERATOR(pg_catalog.=) $2" \
-	" AND invoice_no " comparison " $3" \
-	" AND (status OPERATOR(pg_catalog.=) 'issued'" \
-	"      OR (status OPERATOR(pg_catalog.=) 'reserved'" \
-	"          AND holder_xid IS NOT NULL" \
-	"          AND pg_catalog.pg_xact_status(holder_xid)" \
-	"              OPERATOR(pg_catalog.=) 'in progress'))" \
-	" ORDER BY invoice_no " order " LIMIT 1"
+/*
+ * Insert a ledger row in the current transaction.  The caller is connected
+ * to SPI as the owner.  A row with this number already there was put in
+ * the ledger behind the allocator's back (by hand, or by a restore into a
+ * live server): the allocator forgets the number and reads the ledger again.
+ */
+static void
+ledger_insert(const NewEntry *e)
+{
+	Oid			argtypes[INSERT_NPARAMS] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
+		TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, XID8OID, TEXTOID};
+	Datum		values[INSERT_NPARAMS];
+	char		nulls[INSERT_NPARAMS];
+	SPIPlanPtr	plan;
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[INSERT_SERIES] = Int32GetDatum(e->series->id);
+	values[INSERT_PERIOD] = CStringGetTextDatum(e->period);
+	values[INSERT_NO] = Int64GetDatum(e->invoice_no);
+	values[INSERT_DISPLAY] = CStringGetTextDatum(e->display_no);
+	values[INSERT_STATUS] = CStringGetTextDatum(entry_status_name(e->status));
+	values[INSERT_WHEN] = TimestampTzGetDatum(e->now);
+	values[INSERT_WHO] = CStringGetTextDatum(e->role);
+	if (e->key != NULL)
+		values[INSERT_KEY] = CStringGetTextDatum(e->key);
+	else
+		nulls[INSERT_KEY] = 'n';
+	/* a one-step number names the transaction that issued it */
+	if (e->status == ENTRY_ISSUED)
+		values[INSERT_HOLDER] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	else
+		nulls[INSERT_HOLDER] = 'n';
+	if (e->void_reason != NULL)
+		values[INSERT_VOID_REASON] = CStringGetTextDatum(e->void_reason);
+	else
+		nulls[INSERT_VOID_REASON] = 'n';
+
+	plan = invoice_seq_plan(&insert_plan,
+							"INSERT INTO invoice_seq.ledger_entry"
+							" (series_id, period, invoice_no, display_no, status,"
+							"  reserved_at, reserved_by, idempotency_key, holder_xid,"
+							"  confirmed_at, confirmed_by, voided_at, voided_by, void_reason)"
+							" SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,"
+							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'issued' THEN $6 END,"
+							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'issued' THEN $7 END,"
+							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'voided' THEN $6 END,"
+							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'voided' THEN '" AUTO_VOIDED_BY "' END,"
+							"  $10",
+							INSERT_NPARAMS, argtypes);
+	PG_TRY();
+	{
+		int			rc = invoice_seq_execute(plan, values, nulls, false, 0);
+
+		invoice_seq_spi_check(rc, SPI_OK_INSERT, "recording the number");
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		if (geterrcode() == ERRCODE_UNIQUE_VIOLATION && e->key == NULL)
+			alloc_forget(e->series, e->period, e->invoice_no);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Find the current version of the one row that an index scan with "keys"
+ * finds, without predicate locks: a dirty snapshot sees committed and
+ * in-progress versions, and we wait for a transaction that is inserting or
+ * changing the row to end before we look again.  Returns false if there is
+ * no such row; *waited says whether a concurrent change was waited for.
+ */
+static bool
+find_row(const char *index_name, ScanKey keys, int nkeys, ItemPointer tid,
+		 bool *waited)
+{
+	Relation	rel = table_open(invoice_seq_ledger_relid(), AccessShareLock);
+	Oid			indexoid = get_relname_relid(index_name, RelationGetNamespace(rel));
+	bool		found = false;
+
+	*waited = false;
+	for (;;)
+	{
+		SnapshotData dirty;
+		SysScanDesc scan;
+		HeapTuple	tuple;
+		TransactionId busy = InvalidTransactionId;
+		ScanKeyData scankeys[INDEX_MAX_KEYS];
+
+		/* systable_beginscan() rewrites its keys: give it a fresh copy */
+		Assert(nkeys <= INDEX_MAX_KEYS);
+		memcpy(scankeys, keys, sizeof(ScanKeyData) * nkeys);
+		InitDirtySnapshot(dirty);
+		scan = systable_beginscan(rel, indexoid, true, &dirty, nkeys, scankeys);
+		tuple = systable_getnext(scan);
+		if (tuple != NULL)
+		{
+			busy = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+			*tid = tuple->t_self;
+			found = true;
+		}
+		systable_endscan(scan);
+		if (!TransactionIdIsValid(busy))
+			break;
+		XactLockTableWait(busy, rel, tid, XLTW_None);
+		*waited = true;
+		found = false;
+	}
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+static void
+text_key(ScanKey key, AttrNumber attno, const char *value)
+{
+	ScanKeyEntryInitialize(key, 0, attno, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(value));
+}
+
+/*
+ * Read the current version of the one row that an index scan with "keys"
+ * finds (find_row), through "plan", a statement on "ctid = $1".  If the row
+ * changed between the two, look again.  Returns false if there is no such
+ * row; else SPI_tuptable holds it, and *waited says whether a concurrent
+ * change of it was waited for.
+ */
+static bool
+fetch_row(const char *index_name, ScanKey keys, int nkeys, SPIPlanPtr plan,
+		  const char *what, bool *waited)
+{
+	ItemPointerData tid;
+	bool		waited_now;
+	int			rc;
+
+	*waited = false;
+	do
+	{
+		if (!find_row(index_name, keys, nkeys, &tid, &waited_now))
+			return false;
+		*waited |= waited_now;
+		rc = invoice_seq_execute(plan, (Datum[1]) {PointerGetDatum(&tid)},
+								 NULL, false, 1);
+		invoice_seq_spi_check(rc, SPI_OK_SELECT, what);
+	} while (SPI_processed == 0);
+	return true;
+}
+
+/*
+ * The nearest issued number of (series, period) above (or below) invoice_no,
+ * and its date, read through the primary key with a dirty snapshot: no
+ * predicate lock, and a number being issued by a transaction still running
+ * counts as issued.  Returns false if there is none.
+ */
+static bool
+nearest_issued(const InvoiceSeries *series, const char *period,
+			   int64 invoice_no, bool above, int64 *other, TimestampTz *dated)
+{
+	Relation	rel = table_open(invoice_seq_ledger_relid(), AccessShareLock);
+	Relation	index = index_open(get_relname_relid("ledger_entry_pkey",
+													 RelationGetNamespace(rel)),
+								   AccessShareLock);
+	ScanKeyData keys[3];
+	SnapshotData dirty;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(series->id));
+	text_key(&keys[1], ENTRY_ATT_PERIOD, period);
+	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO,
+				above ? BTGreaterStrategyNumber : BTLessStrategyNumber,
+				above ? F_INT8GT : F_INT8LT, Int64GetDatum(invoice_no));
+	InitDirtySnapshot(dirty);
+	scan = systable_beginscan_ordered(rel, index, &dirty, 3, keys);
+	while ((tuple = systable_getnext_ordered(scan, above ? ForwardScanDirection :
+											 BackwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		status = heap_getattr(tuple, ENTRY_ATT_STATUS,
+										  RelationGetDescr(rel), &isnull);
+
+		if (parse_entry_status(TextDatumGetCString(status)) != ENTRY_ISSUED)
+			continue;
+		*other = DatumGetInt64(heap_getattr(tuple, ENTRY_ATT_INVOICE_NO,
+											RelationGetDescr(rel), &isnull));
+		*dated = DatumGetTimestampTz(heap_getattr(tuple, ENTRY_ATT_CONFIRMED_AT,
+												  RelationGetDescr(rel), &isnull));
+		found = true;
+		break;
+	}
+	systable_endscan_ordered(scan);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
 
 /*
  * Would issuing invoice_no of (series, period) at "when" break the
  * chronological rule: a higher number never carries an earlier day than a
- * lower one?  The neighbours that count are the issued numbers and the
- * one-step numbers whose transaction is still open (they will be issued at
- * their reservation time, if at all).  With the rule holding for the rest
- * of the period, the nearest such neighbour on each side is enough.
+ * lower one?  With the rule holding for the rest of the period, the
+ * nearest issued number on each side is enough.
  *
  * Returns NULL if there is no conflict, else a sentence that names the
- * conflicting number.  The caller is connected to SPI as the owner.
+ * conflicting number.
  */
 static char *
 chronology_conflict(const InvoiceSeries *series, const char *period,
 					int64 invoice_no, TimestampTz when)
 {
-	Oid			argtypes[3] = {INT4OID, TEXTOID, INT8OID};
-	Datum		values[3];
 	int			day = series_day(series, when);
 	int			side;
-
-	values[0] = Int32GetDatum(series->id);
-	values[1] = CStringGetTextDatum(period);
-	values[2] = Int64GetDatum(invoice_no);
 
 	for (side = 0; side < 2; side++)
 	{
 		bool		above = (side == 0);
-		SPIPlanPtr	plan;
-		int			rc;
-		bool		isnull;
 		int64		other;
+		TimestampTz dated;
 		int			other_day;
 
-		if (above)
-			plan = invoice_seq_plan(&above_plan,
-									NEIGHBOUR_SQL("OPERATOR(pg_catalog.>)", "ASC"),
-									3, argtypes);
-		else
-			plan = invoice_seq_plan(&below_plan,
-									NEIGHBOUR_SQL("OPERATOR(pg_catalog.<)", "DESC"),
-									3, argtypes);
-		rc = invoice_seq_execute(plan, values, NULL, true, 1);
-		invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking chronological order");
-		if (SPI_processed == 0)
+		if (!nearest_issued(series, period, invoice_no, above, &other, &dated))
 			continue;
-
-		other = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 1, &isnull));
-		other_day = series_day(series,
-							   DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-																 SPI_tuptable->tupdesc,
-																 2, &isnull)));
+		other_day = series_day(series, dated);
 		if (above ? other_day < day : other_day > day)
 			return psprintf("Number " INT64_FORMAT " is dated %s, and number " INT64_FORMAT " would be dated %s.",
 							other, day_text(other_day), invoice_no, day_text(day));
@@ -208,422 +385,202 @@ chronology_conflict(const InvoiceSeries *series, const char *period,
 }
 
 /*
- * Has the holder of a one-step number finished, as of the snapshot that
- * read the number's row?
+ * Find the number reserved under an idempotency key.  A key whose number
+ * was voided is refused: its result is dead, and the caller must take a new
+ * key (seed 002).  The caller holds the key lock, so no other transaction
+ * can be inserting the same key.
  */
-static bool
-holder_finished(FullTransactionId holder, Snapshot snapshot)
+bool
+ledger_find_key(const InvoiceSeries *series, const char *key,
+				ReservedNumber *result)
 {
-	FullTransactionId next = ReadNextFullTransactionId();
-
-	/*
-	 * A holder at or past the next id cannot be running.  Nor can one so old
-	 * that 32-bit comparisons with the snapshot would wrap around.
-	 */
-	if (!FullTransactionIdPrecedes(holder, next) ||
-		U64FromFullTransactionId(next) - U64FromFullTransactionId(holder) >
-		(uint64) (MaxTransactionId >> 1))
-		return true;
-	return !XidInMVCCSnapshot(XidFromFullTransactionId(holder), snapshot);
-}
-
-/* Void a one-step number that was not issued and never can be. */
-static void
-auto_void(const InvoiceSeries *series, const char *period, int64 invoice_no,
-		  TimestampTz now, const char *reason)
-{
-	Oid			argtypes[6] = {INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
-	TEXTOID, TEXTOID};
-	Datum		values[6];
+	ScanKeyData keys[2];
+	bool		waited;
+	Oid			argtype = TIDOID;
 	SPIPlanPtr	plan;
-	int			rc;
-
-	plan = invoice_seq_plan(&auto_void_plan,
-							"UPDATE invoice_seq.ledger_entry"
-							" SET status = 'voided', voided_at = $4,"
-							"     voided_by = $5, void_reason = $6"
-							" WHERE series_id OPERATOR(pg_catalog.=) $1"
-							" AND period OPERATOR(pg_catalog.=) $2"
-							" AND invoice_no OPERATOR(pg_catalog.=) $3"
-							" AND status OPERATOR(pg_catalog.=) 'reserved'"
-							" AND holder_xid IS NOT NULL",
-							6, argtypes);
-	values[0] = Int32GetDatum(series->id);
-	values[1] = CStringGetTextDatum(period);
-	values[2] = Int64GetDatum(invoice_no);
-	values[3] = TimestampTzGetDatum(now);
-	values[4] = CStringGetTextDatum(AUTO_VOIDED_BY);
-	values[5] = CStringGetTextDatum(reason);
-	rc = execute_entry_update(plan, values, NULL, series->id, period, invoice_no);
-	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "voiding a number that cannot be issued");
-}
-
-/* Start a new batch: forget what the last one found. */
-void
-ledger_begin_batch(MemoryContext context)
-{
-	batch_context = context;
-	batch_recyclable = NIL;
-}
-
-/*
- * The recyclable numbers of (series, period), found on first use in the
- * batch.  One-step numbers of earlier periods that were not issued can no
- * longer be: they are voided here, on the way.
- */
-static Recyclable *
-find_recyclable(const InvoiceSeries *series, const char *period,
-				TimestampTz now)
-{
-	ListCell   *lc;
-	Recyclable *rec;
-	Oid			argtype = INT4OID;
-	Datum		arg = Int32GetDatum(series->id);
-	SPIPlanPtr	plan;
-	Snapshot	snapshot;
-	MemoryContext oldcontext;
-	uint64		i;
-	int			rc;
-	uint64		epoch;
-	CleanSeries *clean;
-	bool		found_any = false;
-
-	foreach(lc, batch_recyclable)
-	{
-		rec = (Recyclable *) lfirst(lc);
-		if (rec->series_id == series->id && strcmp(rec->period, period) == 0)
-			return rec;
-	}
-
-	oldcontext = MemoryContextSwitchTo(batch_context);
-	rec = palloc0(sizeof(Recyclable));
-	rec->series_id = series->id;
-	strlcpy(rec->period, period, sizeof(rec->period));
-	batch_recyclable = lappend(batch_recyclable, rec);
-	MemoryContextSwitchTo(oldcontext);
-
-	if (clean_series == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(int32);
-		ctl.entrysize = sizeof(CleanSeries);
-		clean_series = hash_create("invoice_seq clean series", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS);
-	}
-
-	/* read before the snapshot: a later change moves it past what we store */
-	epoch = pg_atomic_read_u64(&sequencer_shared->recycle_epoch);
-	clean = hash_search(clean_series, &series->id, HASH_FIND, NULL);
-	if (clean != NULL && clean->epoch == epoch)
-		return rec;
-
-	plan = invoice_seq_plan(&held_plan,
-							"SELECT period, invoice_no, holder_xid"
-							" FROM invoice_seq.ledger_entry"
-							" WHERE series_id OPERATOR(pg_catalog.=) $1"
-							" AND status OPERATOR(pg_catalog.=) 'reserved'"
-							" AND holder_xid IS NOT NULL"
-							" ORDER BY period, invoice_no",
-							1, &argtype);
-
-	/* the rows, and whether their holders are over, as of one snapshot */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	rc = SPI_execute_snapshot(plan, &arg, NULL, snapshot, InvalidSnapshot,
-							  true, false, 0);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding numbers to hand out again");
-
-	rec->numbers = MemoryContextAlloc(batch_context,
-									  sizeof(int64) * Max(SPI_processed, 1));
-
-	{
-		SPITupleTable *tuptable = SPI_tuptable;
-		uint64		nrows = SPI_processed;
-
-		for (i = 0; i < nrows; i++)
-		{
-			HeapTuple	tuple = tuptable->vals[i];
-			char	   *row_period = SPI_getvalue(tuple, tuptable->tupdesc, 1);
-			bool		isnull;
-			int64		invoice_no = DatumGetInt64(SPI_getbinval(tuple, tuptable->tupdesc, 2, &isnull));
-			FullTransactionId holder = DatumGetFullTransactionId(SPI_getbinval(tuple, tuptable->tupdesc, 3, &isnull));
-			int			cmp = strcmp(row_period, period);
-
-			if (!holder_finished(holder, snapshot))
-				continue;
-			if (cmp < 0)
-				auto_void(series, row_period, invoice_no, now,
-						  "not issued: the transaction that took it with next_invoice_no() did not commit, and its period has ended");
-			else
-			{
-				found_any = true;
-				if (cmp == 0)
-					rec->numbers[rec->count++] = invoice_no;
-			}
-		}
-		SPI_freetuptable(tuptable);
-	}
-	UnregisterSnapshot(snapshot);
-
-	/*
-	 * What is found now may be handed out in this batch, or not (the batch
-	 * may fail): only a search that found nothing makes the series clean.
-	 */
-	if (found_any)
-		(void) hash_search(clean_series, &series->id, HASH_REMOVE, NULL);
-	else
-	{
-		clean = hash_search(clean_series, &series->id, HASH_ENTER, NULL);
-		clean->epoch = epoch;
-	}
-
-	return rec;
-}
-
-/*
- * Hand out a recyclable number again, to holder (invalid for a two-phase
- * reservation, which may carry an idempotency key instead).
- */
-static bool
-recycle(const InvoiceSeries *series, const char *period, int64 invoice_no,
-		const char *key, FullTransactionId holder, const char *role,
-		TimestampTz now, ReservedNumber *result)
-{
-	Oid			argtypes[8] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
-	XID8OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	SPIPlanPtr	plan;
-	int			rc;
-
-	strlcpy(result->period, period, sizeof(result->period));
-	result->invoice_no = invoice_no;
-	series_render(series, invoice_no, now, result->display_no);
-	strlcpy(result->status, "reserved", sizeof(result->status));
-	result->reserved_at = now;
-
-	plan = invoice_seq_plan(&recycle_plan,
-							"UPDATE invoice_seq.ledger_entry"
-							" SET display_no = $4, holder_xid = $5,"
-							"     idempotency_key = $6, reserved_at = $7,"
-							"     reserved_by = $8"
-							" WHERE series_id OPERATOR(pg_catalog.=) $1"
-							" AND period OPERATOR(pg_catalog.=) $2"
-							" AND invoice_no OPERATOR(pg_catalog.=) $3"
-							" AND status OPERATOR(pg_catalog.=) 'reserved'"
-							" AND holder_xid IS NOT NULL",
-							8, argtypes);
-	values[0] = Int32GetDatum(series->id);
-	values[1] = CStringGetTextDatum(period);
-	values[2] = Int64GetDatum(invoice_no);
-	values[3] = CStringGetTextDatum(result->display_no);
-	if (FullTransactionIdIsValid(holder))
-		values[4] = FullTransactionIdGetDatum(holder);
-	else
-		nulls[4] = 'n';
-	if (key != NULL)
-		values[5] = CStringGetTextDatum(key);
-	else
-		nulls[5] = 'n';
-	values[6] = TimestampTzGetDatum(now);
-	values[7] = CStringGetTextDatum(role);
-	rc = execute_entry_update(plan, values, nulls, series->id, period, invoice_no);
-	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "handing out a number again");
-
-	return SPI_processed == 1;
-}
-
-/*
- * Allocate a number of a series, or find the one already reserved under the
- * idempotency key.  A number that a one-step caller took and did not issue
- * comes first, lowest first; then max + 1.  holder is the caller's
- * transaction for next_invoice_no(), invalid for reserve_invoice_no().
- * Runs in the sequencer, inside a subtransaction of the batch, connected to
- * SPI, holding the series lock.
- */
-void
-ledger_reserve(const InvoiceSeries *series, const char *key,
-			   FullTransactionId holder, const char *role,
-			   TimestampTz now, ReservedNumber *result)
-{
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	HeapTuple	tuple;
+	TupleDesc	desc;
 	bool		isnull;
-	int64		invoice_no;
-	Recyclable *rec;
+
+	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(series->id));
+	text_key(&keys[1], ENTRY_ATT_IDEMPOTENCY_KEY, key);
+
+	plan = invoice_seq_plan(&key_plan,
+							"SELECT period, invoice_no, display_no, status, reserved_at"
+							" FROM invoice_seq.ledger_entry"
+							" WHERE ctid OPERATOR(pg_catalog.=) $1",
+							1, &argtype);
+	if (!fetch_row("ledger_entry_idempotency_key", keys, 2, plan,
+				   "idempotency key lookup", &waited))
+		return false;
+
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	strlcpy(result->period, SPI_getvalue(tuple, desc, 1), sizeof(result->period));
+	result->invoice_no = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+	strlcpy(result->display_no, SPI_getvalue(tuple, desc, 3),
+			sizeof(result->display_no));
+	result->status = parse_entry_status(SPI_getvalue(tuple, desc, 4));
+	result->reserved_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 5, &isnull));
+
+	if (result->status == ENTRY_VOIDED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("idempotency key \"%s\" belongs to voided %s",
+						key, number_label(series->name, result->period,
+										  result->invoice_no)),
+				 errdetail("A voided number is never handed out again."),
+				 errhint("Use a new idempotency key for a new attempt.")));
+	return true;
+}
+
+/*
+ * A free number of a chronological series that was first handed out on an
+ * earlier day than today can no longer be issued in date order: a number
+ * above it may carry that earlier day.  It is voided instead, in the same
+ * transaction (if that aborts, the number is free again).
+ */
+static bool
+void_if_out_of_order(const InvoiceSeries *series, const char *period,
+					 const TakenNumber *taken, TimestampTz now)
+{
+	if (!taken->recycled || !series->chronological ||
+		series_day(series, taken->limit) >= series_day(series, now))
+		return false;
+
+	void_free_number(series, period, taken, now,
+					 psprintf("not issued: the transaction that took it did not commit, and issuing it now would break chronological order (a higher number may be dated %s)",
+							  day_text(series_day(series, taken->limit))));
+	return true;
+}
+
+/* Record a free number that can never be issued as voided, by us. */
+static void
+void_free_number(const InvoiceSeries *series, const char *period,
+				 const TakenNumber *taken, TimestampTz now, const char *reason)
+{
+	NewEntry	e;
+	char		display_no[ISEQ_MAX_DISPLAY + 1];
+
+	/* rendered as of its own period: the limit is a time within it */
+	series_render(series, taken->invoice_no, taken->limit, display_no);
+	memset(&e, 0, sizeof(e));
+	e.series = series;
+	e.period = period;
+	e.invoice_no = taken->invoice_no;
+	e.display_no = display_no;
+	e.status = ENTRY_VOIDED;
+	e.role = AUTO_VOIDED_BY;
+	e.now = now;
+	e.void_reason = reason;
+	ledger_insert(&e);
+}
+
+/*
+ * The first numbers of a period since the allocator read that period from
+ * the ledger, until a transaction that took one commits: free numbers of
+ * the series' earlier periods can never be issued (a number is dated in its
+ * period), so they are voided, in this transaction.  Numbers of an ended
+ * period still held by a running transaction are left to it.
+ */
+static void
+void_ended_periods(const InvoiceSeries *series, const char *period,
+				   TimestampTz now)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTOID, INT8OID, INT4OID};
+	Datum		values[4];
+	SPIPlanPtr	plan;
+	uint64		n;
+	uint64		i;
+	char	  **periods;
+	int64	   *numbers;
 	int			rc;
 
-	if (key != NULL)
+	if (series->reset == SERIES_RESET_NEVER)
+		return;
+	alloc_sweep_done(series, period);
+	values[0] = Int32GetDatum(series->id);
+	values[1] = CStringGetTextDatum(period);
+	values[2] = Int64GetDatum(series->start_at);
+	values[3] = Int32GetDatum(ENDED_BATCH);
+	plan = invoice_seq_plan(&ended_plan,
+							"SELECT e.period, g.n FROM"
+							" (SELECT period, invoice_no,"
+							"         pg_catalog.lag(invoice_no) OVER (PARTITION BY period"
+							"                                          ORDER BY invoice_no) AS prev"
+							"  FROM invoice_seq.ledger_entry"
+							"  WHERE series_id OPERATOR(pg_catalog.=) $1"
+							"  AND period OPERATOR(pg_catalog.<) $2) e,"
+							" pg_catalog.generate_series(COALESCE(e.prev OPERATOR(pg_catalog.+) 1, $3),"
+							"                            e.invoice_no OPERATOR(pg_catalog.-) 1) AS g(n)"
+							" ORDER BY 1, 2 LIMIT $4",
+							4, argtypes);
+	rc = invoice_seq_execute(plan, values, NULL, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding numbers of ended periods");
+
+	/* the inserts below reuse SPI_tuptable: copy the numbers first */
+	n = SPI_processed;
+	periods = palloc(sizeof(char *) * Max(n, 1));
+	numbers = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
 	{
-		Oid			argtypes[2] = {INT4OID, TEXTOID};
-		SPIPlanPtr	plan = invoice_seq_plan(&key_plan,
-											"SELECT period, invoice_no, display_no, status, reserved_at"
-											" FROM invoice_seq.ledger_entry"
-											" WHERE series_id OPERATOR(pg_catalog.=) $1"
-											" AND idempotency_key OPERATOR(pg_catalog.=) $2",
-											2, argtypes);
+		bool		isnull;
 
-		values[0] = Int32GetDatum(series->id);
-		values[1] = CStringGetTextDatum(key);
-		rc = invoice_seq_execute(plan, values, NULL, false, 1);
-		invoice_seq_spi_check(rc, SPI_OK_SELECT, "idempotency key lookup");
-
-		if (SPI_processed > 0)
-		{
-			HeapTuple	tuple = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-
-			strlcpy(result->period, SPI_getvalue(tuple, desc, 1),
-					sizeof(result->period));
-			result->invoice_no = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
-			strlcpy(result->display_no, SPI_getvalue(tuple, desc, 3),
-					sizeof(result->display_no));
-			strlcpy(result->status, SPI_getvalue(tuple, desc, 4),
-					sizeof(result->status));
-			result->reserved_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 5, &isnull));
-
-			if (strcmp(result->status, "voided") == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("idempotency key \"%s\" belongs to voided %s",
-								key, number_label(series->name, result->period,
-												  result->invoice_no)),
-						 errdetail("A voided number is never handed out again."),
-						 errhint("Use a new idempotency key for a new attempt.")));
-			return;
-		}
+		periods[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		numbers[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 2, &isnull));
 	}
+	for (i = 0; i < n; i++)
+	{
+		TakenNumber taken;
+
+		if (alloc_claim(series, periods[i], numbers[i], &taken))
+			void_free_number(series, periods[i], &taken, now,
+							 "not issued: the transaction that took it did not commit, and its period has ended");
+	}
+}
+
+/*
+ * Take a number of a series and record it in the current transaction, as
+ * issued (next_invoice_no) or reserved (reserve_invoice_no).  The lowest
+ * free number comes first, then the next one.  The caller is connected to
+ * SPI as the owner, holds the series lock, and for a key, the key lock and
+ * the knowledge that the key is new.
+ */
+void
+ledger_take_number(const InvoiceSeries *series, const char *key,
+				   EntryStatus status, const char *role, TimestampTz now,
+				   ReservedNumber *result)
+{
+	TakenNumber taken;
+	bool		sweep_due = false;
+	NewEntry	e;
 
 	series_period(series, now, result->period);
-
-	/* First a number that a one-step caller took and did not issue. */
-	rec = find_recyclable(series, result->period, now);
-	while (rec->next < rec->count)
+	do
 	{
-		int64		candidate = rec->numbers[rec->next++];
-		char	   *conflict = NULL;
+		alloc_take(series, result->period, now, &taken);
+		sweep_due |= taken.sweep_due;
+	} while (void_if_out_of_order(series, result->period, &taken, now));
+	if (sweep_due)
+		void_ended_periods(series, result->period, now);
 
-		if (series->chronological)
-			conflict = chronology_conflict(series, result->period, candidate, now);
-		if (conflict != NULL)
-		{
-			auto_void(series, result->period, candidate, now,
-					  psprintf("not issued: the transaction that took it with next_invoice_no() did not commit, and issuing it now would break chronological order. %s",
-							   conflict));
-			continue;
-		}
-		if (recycle(series, result->period, candidate, key, holder, role,
-					now, result))
-			return;
-	}
-
-	{
-		Oid			argtypes[2] = {INT4OID, TEXTOID};
-		SPIPlanPtr	plan = invoice_seq_plan(&last_plan,
-											"SELECT invoice_no FROM invoice_seq.ledger_entry"
-											" WHERE series_id OPERATOR(pg_catalog.=) $1"
-											" AND period OPERATOR(pg_catalog.=) $2"
-											" ORDER BY invoice_no DESC LIMIT 1",
-											2, argtypes);
-
-		values[0] = Int32GetDatum(series->id);
-		values[1] = CStringGetTextDatum(result->period);
-		rc = invoice_seq_execute(plan, values, NULL, false, 1);
-		invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding the last number");
-	}
-
-	if (SPI_processed == 0)
-		invoice_no = series->start_at;
-	else
-	{
-		int64		last = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													   SPI_tuptable->tupdesc,
-													   1, &isnull));
-
-		if (last == PG_INT64_MAX)
-			ereport(ERROR,
-					(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
-					 errmsg("invoice series \"%s\" has reached the largest invoice number, " INT64_FORMAT,
-							series->name, last),
-					 errhint("Create a new series.")));
-		invoice_no = last + 1;
-	}
-
-	result->invoice_no = invoice_no;
-	series_render(series, invoice_no, now, result->display_no);
-	strlcpy(result->status, "reserved", sizeof(result->status));
+	result->invoice_no = taken.invoice_no;
+	series_render(series, taken.invoice_no, now, result->display_no);
+	result->status = status;
 	result->reserved_at = now;
 
-	{
-		Oid			argtypes[8] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
-		TIMESTAMPTZOID, TEXTOID, TEXTOID, XID8OID};
-		SPIPlanPtr	plan = invoice_seq_plan(&insert_plan,
-											"INSERT INTO invoice_seq.ledger_entry"
-											" (series_id, period, invoice_no, display_no, status,"
-											"  reserved_at, reserved_by, idempotency_key, holder_xid)"
-											" VALUES ($1, $2, $3, $4, 'reserved', $5, $6, $7, $8)",
-											8, argtypes);
-
-		values[0] = Int32GetDatum(series->id);
-		values[1] = CStringGetTextDatum(result->period);
-		values[2] = Int64GetDatum(invoice_no);
-		values[3] = CStringGetTextDatum(result->display_no);
-		values[4] = TimestampTzGetDatum(now);
-		values[5] = CStringGetTextDatum(role);
-		if (key != NULL)
-			values[6] = CStringGetTextDatum(key);
-		else
-			nulls[6] = 'n';
-		if (FullTransactionIdIsValid(holder))
-			values[7] = FullTransactionIdGetDatum(holder);
-		else
-			nulls[7] = 'n';
-		rc = invoice_seq_execute(plan, values, nulls, false, 0);
-		invoice_seq_spi_check(rc, SPI_OK_INSERT, "recording the reservation");
-	}
-}
-
-/*
- * Issue a number that next_invoice_no() just received, in the caller's
- * transaction: it counts as issued exactly if that transaction commits.  Its
- * date is the time the sequencer handed it out, the time the chronological
- * checks assumed.  The caller is connected to SPI as the owner.
- */
-void
-ledger_issue_held(const InvoiceSeries *series, FullTransactionId holder,
-				  const char *role, const ReservedNumber *number)
-{
-	Oid			argtypes[6] = {INT4OID, TEXTOID, INT8OID, TIMESTAMPTZOID,
-	TEXTOID, XID8OID};
-	Datum		values[6];
-	SPIPlanPtr	plan;
-	int			rc;
-
-	plan = invoice_seq_plan(&issue_held_plan,
-							"UPDATE invoice_seq.ledger_entry"
-							" SET status = 'issued', confirmed_at = $4,"
-							"     confirmed_by = $5"
-							" WHERE series_id OPERATOR(pg_catalog.=) $1"
-							" AND period OPERATOR(pg_catalog.=) $2"
-							" AND invoice_no OPERATOR(pg_catalog.=) $3"
-							" AND status OPERATOR(pg_catalog.=) 'reserved'"
-							" AND holder_xid OPERATOR(pg_catalog.=) $6",
-							6, argtypes);
-	values[0] = Int32GetDatum(series->id);
-	values[1] = CStringGetTextDatum(number->period);
-	values[2] = Int64GetDatum(number->invoice_no);
-	values[3] = TimestampTzGetDatum(number->reserved_at);
-	values[4] = CStringGetTextDatum(role);
-	values[5] = FullTransactionIdGetDatum(holder);
-	rc = execute_entry_update(plan, values, NULL, series->id, number->period,
-							  number->invoice_no);
-	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "issuing the number");
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("invoice_seq: %s was not held by this transaction",
-						number_label(series->name, number->period,
-									 number->invoice_no))));
+	memset(&e, 0, sizeof(e));
+	e.series = series;
+	e.period = result->period;
+	e.invoice_no = result->invoice_no;
+	e.display_no = result->display_no;
+	e.status = status;
+	e.key = key;
+	e.role = role;
+	e.now = now;
+	ledger_insert(&e);
 }
 
 /*
@@ -678,33 +635,41 @@ resolve_period(const InvoiceSeries *series, text *period_arg)
 	return period;
 }
 
-/*
- * Common part of confirm and void: validate, lock the ledger entry in the
- * caller's transaction and apply the transition.  "text" is the external
- * reference (confirm) or the reason (void).
- */
-static void
-ledger_transition(FunctionCallInfo fcinfo, bool confirm)
+
+typedef enum Transition
 {
+	TRANSITION_CONFIRM,			/* reserved -> issued */
+	TRANSITION_VOID				/* reserved -> voided */
+} Transition;
+
+/* The arguments of confirm and void, checked. */
+typedef struct TransitionArgs
+{
+	Transition	kind;
 	char	   *name;
 	int64		invoice_no;
-	char	   *arg = NULL;
-	char	   *caller;
-	InvoiceSeries series;
-	char	   *period;
-	char	   *label;
-	char	   *status;
-	char	   *old_ref;
-	bool		one_step;
-	bool		isnull;
-	TimestampTz now = invoice_seq_now();
-	Oid			save_userid;
-	int			save_sec_context;
-	SPIPlanPtr	plan;
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	int			rc;
+	char	   *text;			/* external_ref (may be NULL), or reason */
+} TransitionArgs;
 
+/* The ledger entry that a confirm or void has locked. */
+typedef struct LockedEntry
+{
+	ItemPointerData tid;
+	EntryStatus status;
+	char	   *external_ref;
+	bool		one_step;
+} LockedEntry;
+
+static const char *
+transition_verb(Transition kind)
+{
+	return kind == TRANSITION_CONFIRM ? "confirm" : "void";
+}
+
+/* Read and check the arguments of confirm and void. */
+static void
+transition_args(FunctionCallInfo fcinfo, Transition kind, TransitionArgs *a)
+{
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -713,194 +678,264 @@ ledger_transition(FunctionCallInfo fcinfo, bool confirm)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("invoice_no must not be NULL")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	invoice_no = PG_GETARG_INT64(1);
-	series_check_name(name);
+	a->kind = kind;
+	a->name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	a->invoice_no = PG_GETARG_INT64(1);
+	a->text = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	series_check_name(a->name);
 
-	if (invoice_no < 1)
+	if (a->invoice_no < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid invoice number " INT64_FORMAT " for invoice series \"%s\"",
-						invoice_no, name),
+						a->invoice_no, a->name),
 				 errdetail("Invoice numbers are positive.")));
 
-	if (!PG_ARGISNULL(2))
-		arg = text_to_cstring(PG_GETARG_TEXT_PP(2));
-
-	if (confirm)
+	if (kind == TRANSITION_CONFIRM)
 	{
-		if (arg != NULL && (arg[0] == '\0' || strlen(arg) > ISEQ_MAX_EXTERNAL_REF))
+		if (a->text != NULL &&
+			(a->text[0] == '\0' || strlen(a->text) > ISEQ_MAX_EXTERNAL_REF))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid external_ref for invoice number " INT64_FORMAT " of series \"%s\"",
-							invoice_no, name),
+							a->invoice_no, a->name),
 					 errdetail("An external reference has 1 to %d bytes.",
 							   ISEQ_MAX_EXTERNAL_REF)));
-	}
-	else
-	{
-		if (arg == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("reason must not be NULL"),
-					 errdetail("Voiding invoice number " INT64_FORMAT " of series \"%s\" needs a reason.",
-							   invoice_no, name)));
-		if (arg[strspn(arg, " \t\r\n")] == '\0' || strlen(arg) > ISEQ_MAX_REASON)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid reason for voiding invoice number " INT64_FORMAT " of series \"%s\"",
-							invoice_no, name),
-					 errdetail("A reason is not blank and has at most %d bytes.",
-							   ISEQ_MAX_REASON)));
+		return;
 	}
 
-	caller = GetUserNameFromId(GetUserId(), false);
-
-	SPI_connect();
-	invoice_seq_become_owner(&save_userid, &save_sec_context);
-
-	if (!series_lookup(name, &series))
+	if (a->text == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invoice series \"%s\" does not exist", name)));
-	series_check_member(&series, save_userid);
-	period = resolve_period(&series, PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
-	label = number_label(series.name, period, invoice_no);
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reason must not be NULL"),
+				 errdetail("Voiding invoice number " INT64_FORMAT " of series \"%s\" needs a reason.",
+						   a->invoice_no, a->name)));
+	if (a->text[strspn(a->text, " \t\r\n")] == '\0' ||
+		strlen(a->text) > ISEQ_MAX_REASON)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid reason for voiding invoice number " INT64_FORMAT " of series \"%s\"",
+						a->invoice_no, a->name),
+				 errdetail("A reason is not blank and has at most %d bytes.",
+						   ISEQ_MAX_REASON)));
+}
 
-	values[0] = Int32GetDatum(series.id);
-	values[1] = CStringGetTextDatum(period);
-	values[2] = Int64GetDatum(invoice_no);
+/*
+ * Lock the ledger entry in the caller's transaction, so that a concurrent
+ * confirm and void of one number serialise on it.  The entry is found
+ * without predicate locks and locked by its tuple id (fetch_row).  In
+ * REPEATABLE READ and SERIALIZABLE, an entry changed by a transaction that
+ * we waited for is a serialization failure, as a row lock would be.  Returns false if the
+ * number was never handed out.
+ */
+static bool
+lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
+		   const char *label, LockedEntry *locked)
+{
+	ScanKeyData keys[3];
+	Oid			argtype = TIDOID;
+	SPIPlanPtr	plan;
+	bool		waited;
+	bool		isnull;
 
+	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(series->id));
+	text_key(&keys[1], ENTRY_ATT_PERIOD, period);
+	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(invoice_no));
 	plan = invoice_seq_plan(&lock_entry_plan,
-					   "SELECT status, external_ref, holder_xid IS NOT NULL"
-					   " FROM invoice_seq.ledger_entry"
-					   " WHERE series_id OPERATOR(pg_catalog.=) $1"
-					   " AND period OPERATOR(pg_catalog.=) $2"
-					   " AND invoice_no OPERATOR(pg_catalog.=) $3"
-					   " FOR UPDATE",
-					   3, entry_argtypes);
-	rc = invoice_seq_execute(plan, values, NULL, false, 1);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "locking the ledger entry");
+							"SELECT ctid, status, external_ref, holder_xid IS NOT NULL"
+							" FROM invoice_seq.ledger_entry"
+							" WHERE ctid OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							1, &argtype);
+	if (!fetch_row("ledger_entry_pkey", keys, 3, plan,
+				   "locking the ledger entry", &waited))
+		return false;
+	if (waited && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access to %s", label),
+				 errdetail("A concurrent transaction changed it.")));
 
-	if (SPI_processed == 0)
+	locked->tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc,
+													 LOCKED_CTID, &isnull));
+	locked->status = parse_entry_status(SPI_getvalue(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc,
+													 LOCKED_STATUS));
+	locked->external_ref = SPI_getvalue(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, LOCKED_EXTERNAL_REF);
+	locked->one_step = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc,
+												  LOCKED_ONE_STEP, &isnull));
+	return true;
+}
+
+/*
+ * Refuse what the entry's state forbids.  Returns false if there is nothing
+ * to do: a confirm repeated with the same external_ref is a harmless retry.
+ */
+static bool
+check_transition(const TransitionArgs *a, const LockedEntry *locked,
+				 const char *label)
+{
+	const char *verb = transition_verb(a->kind);
+	bool		issued = (locked->status == ENTRY_ISSUED);
+
+	if (locked->status == ENTRY_VOIDED)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s has not been handed out", label),
-				 errhint("Only a number returned by reserve_invoice_no can be %s.",
-						 confirm ? "confirmed" : "voided")));
-
-	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	old_ref = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	one_step = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 3, &isnull));
-
-	if (strcmp(status, "voided") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot %s %s: it is voided", confirm ? "confirm" : "void", label),
+				 errmsg("cannot %s %s: it is voided", verb, label),
 				 errdetail("A voided number stays voided.")));
 
-	/*
-	 * A one-step number is issued by the transaction that took it, or handed
-	 * out again; nobody else decides its fate.  (Voided, it is as final as
-	 * any other void.)
-	 */
-	if (one_step)
+	/* A one-step number was issued by the transaction that took it. */
+	if (locked->one_step)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot %s %s: it was taken with next_invoice_no()",
-						confirm ? "confirm" : "void", label),
-				 strcmp(status, "issued") == 0 ?
-				 errdetail("It was issued when the transaction that took it committed.") :
-				 errdetail("Such a number is issued when the transaction that took it commits, and handed out again if that transaction does not commit."),
-				 (!confirm && strcmp(status, "issued") == 0) ?
+						verb, label),
+				 errdetail("It was issued when the transaction that took it committed."),
+				 (a->kind == TRANSITION_VOID && issued) ?
 				 errhint("An issued invoice is cancelled with a credit note.") : 0));
 
-	if (strcmp(status, "issued") == 0)
-	{
-		if (!confirm)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot void %s: it is issued", label),
-					 errhint("An issued invoice is cancelled with a credit note.")));
+	if (!issued)
+		return true;
 
-		/* Confirming again with the same reference is a harmless retry. */
-		if ((arg == NULL && old_ref == NULL) ||
-			(arg != NULL && old_ref != NULL && strcmp(arg, old_ref) == 0))
-		{
-			SetUserIdAndSecContext(save_userid, save_sec_context);
-			SPI_finish();
-			return;
-		}
+	if (a->kind == TRANSITION_VOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s is already issued with a different external_ref", label),
-				 old_ref ? errdetail("It was confirmed with external_ref \"%s\".", old_ref) :
-				 errdetail("It was confirmed without an external_ref.")));
-	}
+				 errmsg("cannot void %s: it is issued", label),
+				 errhint("An issued invoice is cancelled with a credit note.")));
 
-	if (confirm && series.chronological)
-	{
-		char	   *conflict = chronology_conflict(&series, period, invoice_no, now);
+	if ((a->text == NULL && locked->external_ref == NULL) ||
+		(a->text != NULL && locked->external_ref != NULL &&
+		 strcmp(a->text, locked->external_ref) == 0))
+		return false;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s is already issued with a different external_ref", label),
+			 locked->external_ref ?
+			 errdetail("It was confirmed with external_ref \"%s\".", locked->external_ref) :
+			 errdetail("It was confirmed without an external_ref.")));
+	return false;				/* keep compiler quiet */
+}
 
-		if (conflict != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot confirm %s now: the series is chronological", label),
-					 errdetail_internal("%s", conflict),
-					 errhint("Void the number with invoice_seq.void_invoice_no(), and issue the invoice under a new number.")));
-	}
+/* Write the transition on the locked entry. */
+static void
+apply_transition(const TransitionArgs *a, const InvoiceSeries *series,
+				 const char *period, const LockedEntry *locked,
+				 const char *caller, TimestampTz now, const char *label)
+{
+	Oid			argtypes[CHANGE_NPARAMS] = {TIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		values[CHANGE_NPARAMS];
+	char		nulls[CHANGE_NPARAMS] = {' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
+	int			rc;
 
-	/* $4 = when, $5 = who, $6 = external_ref or void reason */
-	values[3] = TimestampTzGetDatum(now);
-	values[4] = CStringGetTextDatum(caller);
-	if (arg != NULL)
-		values[5] = CStringGetTextDatum(arg);
+	values[CHANGE_CTID] = PointerGetDatum(&locked->tid);
+	values[CHANGE_WHEN] = TimestampTzGetDatum(now);
+	values[CHANGE_WHO] = CStringGetTextDatum(caller);
+	if (a->text != NULL)
+		values[CHANGE_TEXT] = CStringGetTextDatum(a->text);
 	else
-		nulls[5] = 'n';
+		nulls[CHANGE_TEXT] = 'n';
 
-	if (confirm)
+	if (a->kind == TRANSITION_CONFIRM)
 		plan = invoice_seq_plan(&confirm_plan,
-						   "UPDATE invoice_seq.ledger_entry"
-						   " SET status = 'issued', confirmed_at = $4,"
-						   "     confirmed_by = $5, external_ref = $6"
-						   " WHERE series_id OPERATOR(pg_catalog.=) $1"
-						   " AND period OPERATOR(pg_catalog.=) $2"
-						   " AND invoice_no OPERATOR(pg_catalog.=) $3",
-						   6, entry_argtypes);
+								"UPDATE invoice_seq.ledger_entry"
+								" SET status = 'issued', confirmed_at = $2,"
+								"     confirmed_by = $3, external_ref = $4"
+								" WHERE ctid OPERATOR(pg_catalog.=) $1",
+								CHANGE_NPARAMS, argtypes);
 	else
 		plan = invoice_seq_plan(&void_plan,
-						   "UPDATE invoice_seq.ledger_entry"
-						   " SET status = 'voided', voided_at = $4,"
-						   "     voided_by = $5, void_reason = $6"
-						   " WHERE series_id OPERATOR(pg_catalog.=) $1"
-						   " AND period OPERATOR(pg_catalog.=) $2"
-						   " AND invoice_no OPERATOR(pg_catalog.=) $3",
-						   6, entry_argtypes);
-	rc = execute_entry_update(plan, values, nulls, series.id, period, invoice_no);
+								"UPDATE invoice_seq.ledger_entry"
+								" SET status = 'voided', voided_at = $2,"
+								"     voided_by = $3, void_reason = $4"
+								" WHERE ctid OPERATOR(pg_catalog.=) $1",
+								CHANGE_NPARAMS, argtypes);
+	rc = execute_entry_update(plan, values, nulls, series->id, period, a->invoice_no);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "updating the ledger entry");
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("invoice_seq: updating %s changed " UINT64_FORMAT " rows",
 						label, SPI_processed)));
+}
+
+/*
+ * Common part of confirm and void: validate, lock the ledger entry in the
+ * caller's transaction and apply the transition.  Returns the number.
+ */
+static int64
+ledger_transition(FunctionCallInfo fcinfo, Transition kind)
+{
+	TransitionArgs a;
+	InvoiceSeries series;
+	LockedEntry locked;
+	char	   *caller;
+	char	   *period;
+	char	   *label;
+	TimestampTz now = invoice_seq_now();
+	Oid			save_userid;
+	int			save_sec_context;
+
+	transition_args(fcinfo, kind, &a);
+	caller = GetUserNameFromId(GetUserId(), false);
+
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+
+	if (!series_lookup(a.name, &series))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invoice series \"%s\" does not exist", a.name)));
+	series_check_member(&series, save_userid);
+	period = resolve_period(&series, PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3));
+	label = number_label(series.name, period, a.invoice_no);
+
+	if (!lock_entry(&series, period, a.invoice_no, label, &locked))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s has not been handed out", label),
+				 errhint("Only a number returned by reserve_invoice_no can be %s.",
+						 kind == TRANSITION_CONFIRM ? "confirmed" : "voided")));
+
+	if (check_transition(&a, &locked, label))
+	{
+		char	   *conflict = NULL;
+
+		if (kind == TRANSITION_CONFIRM && series.chronological)
+			conflict = chronology_conflict(&series, period, a.invoice_no, now);
+		if (conflict != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot confirm %s now: the series is chronological", label),
+					 errdetail_internal("%s", conflict),
+					 errhint("Void the number with invoice_seq.void_invoice_no(), and issue the invoice under a new number.")));
+		apply_transition(&a, &series, period, &locked, caller, now, label);
+	}
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
+	return a.invoice_no;
 }
 
-/* invoice_seq.confirm_invoice_no(series, invoice_no, external_ref, period) */
+/*
+ * invoice_seq.confirm_invoice_no(series, invoice_no, external_ref, period)
+ *		RETURNS bigint: the number, so that the confirm and the application's
+ *		own row fit in one statement.
+ */
 Datum
 invoice_seq_confirm_invoice_no(PG_FUNCTION_ARGS)
 {
-	ledger_transition(fcinfo, true);
-	PG_RETURN_VOID();
+	PG_RETURN_INT64(ledger_transition(fcinfo, TRANSITION_CONFIRM));
 }
 
 /* invoice_seq.void_invoice_no(series, invoice_no, reason, period) */
 Datum
 invoice_seq_void_invoice_no(PG_FUNCTION_ARGS)
 {
-	ledger_transition(fcinfo, false);
+	(void) ledger_transition(fcinfo, TRANSITION_VOID);
 	PG_RETURN_VOID();
 }

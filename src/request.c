@@ -12,13 +12,14 @@
  * anyway, so a reservation that was made stays valid and a retry with the
  * same idempotency key finds it.
  *
- * If another transaction holds the series lock (an uncommitted
- * alter_series), the sequencer does not wait: it answers "series locked",
- * and the backend waits for that lock itself before asking again.
+ * If a lock the sequencer needs is busy (an uncommitted alter_series holds
+ * the series, or another transaction is recording the same idempotency
+ * key), the sequencer does not wait: it answers "locked", and the backend
+ * waits for that lock itself before asking again.
  *
- * next_invoice_no() asks the same way, naming its transaction as the
- * holder of the number, and then marks the number issued in that same
- * transaction: the number is issued if and only if the transaction commits.
+ * Only reservations made inside a transaction block come here: they must
+ * survive the caller's rollback.  Everything else is numbered in the
+ * caller's own transaction (number.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -41,21 +42,8 @@
 
 #include "invoice_seq.h"
 
-PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice_no);
-PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice);
-PG_FUNCTION_INFO_V1(invoice_seq_next_invoice_no);
-PG_FUNCTION_INFO_V1(invoice_seq_next_invoice);
-
 /* NULL unless the library was preloaded. */
 SequencerShared *sequencer_shared = NULL;
-
-/*
- * Whether the current transaction took one-step numbers, and whether one of
- * its subtransactions aborted since (its number may not be issued then).
- */
-static bool holds_one_step = false;
-static bool one_step_subabort = false;
-static bool callbacks_registered = false;
 
 /* The FIFO of queued slot numbers lives right after the slots. */
 static inline int *
@@ -79,17 +67,14 @@ request_shmem_init(void)
 {
 	bool		found;
 
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	sequencer_shared = ShmemInitStruct("invoice_seq", request_shmem_size(), &found);
 	if (!found)
 	{
 		memset(sequencer_shared, 0, request_shmem_size());
 		sequencer_shared->lock = &(GetNamedLWLockTranche("invoice_seq"))->lock;
 		sequencer_shared->nslots = MaxBackends;
-		pg_atomic_init_u64(&sequencer_shared->recycle_epoch, 1);
 		sequencer_shared->stats.reset_at = GetCurrentTimestamp();
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /* Append a slot to the queue.  Caller holds the lock exclusively. */
@@ -202,7 +187,7 @@ typedef enum RequestOutcome
 {
 	REQUEST_RESERVED,			/* *result is filled */
 	REQUEST_FAILED,				/* *error is filled */
-	REQUEST_SERIES_LOCKED		/* retry once the series lock is free */
+	REQUEST_LOCKED				/* retry once *lock is free */
 } RequestOutcome;
 
 /*
@@ -210,8 +195,8 @@ typedef enum RequestOutcome
  */
 static RequestOutcome
 request_reserve(const InvoiceSeries *series, const char *key,
-				FullTransactionId holder, const char *role,
-				ReservedNumber *result, RequestError *error)
+				const char *role, ReservedNumber *result, RequestError *error,
+				RequestLock *lock)
 {
 	SequencerShared *shared = sequencer_shared;
 	int			slotno = MyProc->pgprocno;
@@ -237,7 +222,6 @@ request_reserve(const InvoiceSeries *series, const char *key,
 	strlcpy(slot->role, role, sizeof(slot->role));
 	slot->has_key = (key != NULL);
 	strlcpy(slot->key, key ? key : "", sizeof(slot->key));
-	slot->holder = holder;
 	slot->clock = invoice_seq_test_now();
 	slot->state = REQUEST_QUEUED;
 	request_queue_push(slotno);
@@ -264,8 +248,11 @@ request_reserve(const InvoiceSeries *series, const char *key,
 					outcome = REQUEST_RESERVED;
 					memcpy(result, &slot->result, sizeof(ReservedNumber));
 				}
-				else if (slot->series_locked)
-					outcome = REQUEST_SERIES_LOCKED;
+				else if (slot->locked != REQUEST_LOCK_NONE)
+				{
+					outcome = REQUEST_LOCKED;
+					*lock = slot->locked;
+				}
 				else
 					memcpy(error, &slot->error, sizeof(RequestError));
 				slot->state = REQUEST_FREE;
@@ -319,118 +306,27 @@ request_reserve(const InvoiceSeries *series, const char *key,
 }
 
 /*
- * End of a transaction that took one-step numbers.
- *
- * A prepared transaction could hold a one-step number for any length of
- * time, and its fate would be decided outside the session that took it, so
- * PREPARE TRANSACTION is refused after next_invoice_no().
- *
- * If the transaction aborts, or commits after rolling back a savepoint, some
- * of its numbers were not issued: tell the sequencer to look for them.  The
- * callback runs after the transaction has left the proc array, so a snapshot
- * that the sequencer takes after seeing the new epoch sees it ended.
+ * Reserve a number of a series through the sequencer, in a transaction of
+ * its own that commits at once, and wait for it.  The caller has checked
+ * everything it can check alone.
  */
-static void
-one_step_xact_callback(XactEvent event, void *arg)
+void
+request_reserve_remote(const InvoiceSeries *series, const char *key,
+					   const char *role, ReservedNumber *result)
 {
-	if (!holds_one_step)
-		return;
-
-	switch (event)
-	{
-		case XACT_EVENT_PRE_PREPARE:
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot PREPARE a transaction that took an invoice number with next_invoice_no()"),
-					 errdetail("Holding a one-step invoice number across two-phase commit is not supported."),
-					 errhint("Use reserve_invoice_no() and confirm_invoice_no() in transactions that are prepared.")));
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_COMMIT:
-			if (event == XACT_EVENT_ABORT || one_step_subabort)
-				pg_atomic_fetch_add_u64(&sequencer_shared->recycle_epoch, 1);
-			holds_one_step = false;
-			one_step_subabort = false;
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-one_step_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB && holds_one_step)
-		one_step_subabort = true;
-}
-
-/*
- * Common part of reserve_invoice_no(), reserve_invoice() (one_step false)
- * and next_invoice_no(), next_invoice() (one_step true).
- */
-static void
-request_number(FunctionCallInfo fcinfo, bool one_step, InvoiceSeries *series,
-			   ReservedNumber *result)
-{
-	const char *what = one_step ? "next_invoice_no()" : "reserve_invoice_no()";
-	char	   *name;
-	char	   *key = NULL;
-	char	   *role;
 	char	   *dbname;
-	FullTransactionId holder = InvalidFullTransactionId;
-	Oid			save_userid;
-	int			save_sec_context;
 	LOCKTAG		tag;
-	RequestError error;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("series must not be NULL")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	series_check_name(name);
-
-	if (!one_step && !PG_ARGISNULL(1))
-	{
-		key = text_to_cstring(PG_GETARG_TEXT_PP(1));
-		if (key[0] == '\0' || strlen(key) > ISEQ_MAX_KEY)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid idempotency key for invoice series \"%s\": it has %zu bytes",
-							name, strlen(key)),
-					 errdetail("An idempotency key has 1 to %d bytes.", ISEQ_MAX_KEY)));
-	}
-
-	/*
-	 * The reservation is a write, even though it is not the caller's.  (On
-	 * a standby every transaction is read-only; say why.)
-	 */
-	PreventCommandDuringRecovery(what);
-	PreventCommandIfReadOnly(what);
 
 	invoice_seq_require_sequencer();
-
 	dbname = get_database_name(MyDatabaseId);
 	if (strcmp(dbname, invoice_seq_database) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("invoice_seq sequencer serves database \"%s\", not \"%s\"",
 						invoice_seq_database, dbname),
-				 errhint("Set invoice_seq.database = '%s' in postgresql.conf and restart the server.",
+				 errdetail("A reservation inside a transaction block is made by the sequencer."),
+				 errhint("Set invoice_seq.database = '%s' in postgresql.conf and restart the server, or reserve outside a transaction block.",
 						 dbname)));
-
-	SPI_connect();
-	invoice_seq_become_owner(&save_userid, &save_sec_context);
-	if (!series_lookup(name, series))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invoice series \"%s\" does not exist", name)));
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	SPI_finish();
-
-	/* the sequencer acts with more rights than the caller: check them here */
-	series_check_member(series, GetUserId());
 
 	/*
 	 * If our own transaction holds the series lock, the sequencer can never
@@ -444,122 +340,25 @@ request_number(FunctionCallInfo fcinfo, bool one_step, InvoiceSeries *series,
 						series->name),
 				 errhint("Commit the transaction that called alter_series first.")));
 
-	role = GetUserNameFromId(GetUserId(), false);
-
-	/*
-	 * The number of a one-step call belongs to our top-level transaction,
-	 * which therefore needs its id before the sequencer records it.
-	 */
-	if (one_step)
-	{
-		holder = GetTopFullTransactionId();
-		if (!callbacks_registered)
-		{
-			RegisterXactCallback(one_step_xact_callback, NULL);
-			RegisterSubXactCallback(one_step_subxact_callback, NULL);
-			callbacks_registered = true;
-		}
-		/* from here on, a number may exist whatever happens to the request */
-		holds_one_step = true;
-	}
-
 	for (;;)
 	{
-		RequestOutcome outcome = request_reserve(series, key, holder, role,
-												 result, &error);
+		RequestError error;
+		RequestLock lock = REQUEST_LOCK_NONE;
+		RequestOutcome outcome = request_reserve(series, key, role, result,
+												 &error, &lock);
 
 		if (outcome == REQUEST_RESERVED)
-			break;
+			return;
 		if (outcome == REQUEST_FAILED)
 			ereport(ERROR,
 					(errcode(error.sqlerrcode),
 					 errmsg_internal("%s", error.message),
 					 error.detail[0] ? errdetail_internal("%s", error.detail) : 0,
 					 error.hint[0] ? errhint("%s", error.hint) : 0));
-		series_wait_unlocked(series->id);
+		if (lock == REQUEST_LOCK_SERIES)
+			series_lock_tag(&tag, series->id);
+		else
+			key_lock_tag(&tag, series->id, key);
+		wait_for_lock(&tag);
 	}
-
-	if (one_step)
-	{
-		SPI_connect();
-		invoice_seq_become_owner(&save_userid, &save_sec_context);
-		ledger_issue_held(series, holder, role, result);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-		SPI_finish();
-		strlcpy(result->status, "issued", sizeof(result->status));
-	}
-}
-
-/* invoice_seq.reserve_invoice_no(series, idempotency_key) RETURNS bigint */
-Datum
-invoice_seq_reserve_invoice_no(PG_FUNCTION_ARGS)
-{
-	InvoiceSeries series;
-	ReservedNumber result;
-
-	request_number(fcinfo, false, &series, &result);
-	PG_RETURN_INT64(result.invoice_no);
-}
-
-/*
- * invoice_seq.reserve_invoice(series, idempotency_key)
- *		RETURNS (series, period, invoice_no, display_no, status, reserved_at)
- */
-Datum
-invoice_seq_reserve_invoice(PG_FUNCTION_ARGS)
-{
-	InvoiceSeries series;
-	ReservedNumber result;
-	TupleDesc	desc;
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
-
-	desc = invoice_seq_result_desc(fcinfo);
-
-	request_number(fcinfo, false, &series, &result);
-
-	values[0] = CStringGetTextDatum(series.name);
-	values[1] = CStringGetTextDatum(result.period);
-	values[2] = Int64GetDatum(result.invoice_no);
-	values[3] = CStringGetTextDatum(result.display_no);
-	values[4] = CStringGetTextDatum(result.status);
-	values[5] = TimestampTzGetDatum(result.reserved_at);
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
-}
-
-/* invoice_seq.next_invoice_no(series) RETURNS bigint */
-Datum
-invoice_seq_next_invoice_no(PG_FUNCTION_ARGS)
-{
-	InvoiceSeries series;
-	ReservedNumber result;
-
-	request_number(fcinfo, true, &series, &result);
-	PG_RETURN_INT64(result.invoice_no);
-}
-
-/*
- * invoice_seq.next_invoice(series)
- *		RETURNS (series, period, invoice_no, display_no)
- */
-Datum
-invoice_seq_next_invoice(PG_FUNCTION_ARGS)
-{
-	InvoiceSeries series;
-	ReservedNumber result;
-	TupleDesc	desc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-
-	desc = invoice_seq_result_desc(fcinfo);
-
-	request_number(fcinfo, true, &series, &result);
-
-	values[0] = CStringGetTextDatum(series.name);
-	values[1] = CStringGetTextDatum(result.period);
-	values[2] = Int64GetDatum(result.invoice_no);
-	values[3] = CStringGetTextDatum(result.display_no);
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

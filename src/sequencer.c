@@ -10,19 +10,17 @@
  * and only then answers the requesters.  One WAL flush thus serves the whole
  * batch, and one bad request fails alone.
  *
- * A batch made only of one-step requests (next_invoice_no) commits without
- * waiting for the flush.  Such a number is only issued if its caller's
- * transaction commits, and that commit's own flush (and, with synchronous
- * replication, its wait for the standby) covers the batch's commit record,
- * which precedes it in the WAL.  If the server crashes before, the number
- * was never issued, and losing its reservation loses nothing.
+ * The sequencer serves only reservations made inside a transaction block,
+ * which must survive the caller's rollback.  It takes each number from the
+ * allocator (alloc.c) like any backend, and records it in its batch.
  *
- * A series is serialised by its series lock, a transaction-level advisory
- * lock that the sequencer holds from the allocation until the batch commits.
- * The sequencer never waits for that lock: a client transaction may hold it
- * (an uncommitted alter_series) while its backend waits for the sequencer, a
- * cycle the deadlock detector could not see.  If the lock is busy, the
- * sequencer answers "series locked" at once, and the requesting backend
+ * While it records a number, the sequencer holds the series lock (in the
+ * mode that numbering transactions share) and, for a new idempotency key,
+ * the key's lock, until the batch commits.  It never waits for either: a
+ * client transaction may hold one (an uncommitted alter_series, or a
+ * reservation of the same key being recorded) while its backend waits for
+ * the sequencer, a cycle the deadlock detector could not see.  If a lock is
+ * busy, the sequencer answers "locked" at once, and the requesting backend
  * waits for the lock itself, as an ordinary lock waiter, before it asks
  * again.  Any other lock the sequencer needs (on its tables) it waits for at
  * most invoice_seq.lock_timeout.
@@ -32,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "storage/lmgr.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -49,14 +48,14 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "invoice_seq.h"
+#include "ledger.h"
 
 typedef enum EntryOutcome
 {
 	ENTRY_PENDING,				/* not run yet */
 	ENTRY_OK,
 	ENTRY_FAILED,
-	ENTRY_SERIES_LOCKED			/* another transaction holds the series lock */
+	ENTRY_LOCKED				/* another transaction holds a lock we need */
 } EntryOutcome;
 
 /* A request taken from the queue, copied out of shared memory. */
@@ -68,10 +67,10 @@ typedef struct BatchEntry
 	char		role[NAMEDATALEN];
 	bool		has_key;
 	char		key[ISEQ_MAX_KEY + 1];
-	FullTransactionId holder;
 	TimestampTz clock;
 
 	EntryOutcome outcome;
+	RequestLock locked;			/* for ENTRY_LOCKED */
 	ReservedNumber result;
 	RequestError error;
 } BatchEntry;
@@ -273,7 +272,6 @@ take_requests(void)
 		strlcpy(entry->role, slot->role, sizeof(entry->role));
 		entry->has_key = slot->has_key;
 		strlcpy(entry->key, slot->key, sizeof(entry->key));
-		entry->holder = slot->holder;
 		entry->clock = slot->clock;
 		entry->outcome = ENTRY_PENDING;
 
@@ -309,7 +307,6 @@ static void
 run_batch(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	bool		durable = false;
 	int			i;
 
 	if (now < last_batch_time)
@@ -317,7 +314,6 @@ run_batch(void)
 	last_batch_time = now;
 
 	MemoryContextSwitchTo(batch_context);
-	ledger_begin_batch(batch_context);
 
 	PG_TRY();
 	{
@@ -327,25 +323,14 @@ run_batch(void)
 
 		/*
 		 * SPI needs an outer snapshot; each statement then takes a fresh one
-		 * of its own, so that a statement run after the series lock was
-		 * granted sees what the lock's previous holder committed.
+		 * of its own, so that a statement run after a lock was granted sees
+		 * what the lock's previous holder committed.
 		 */
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "reserving invoice numbers");
 
 		for (i = 0; i < nbatch; i++)
-		{
 			process_entry(&batch[i], batch[i].clock != 0 ? batch[i].clock : now);
-			if (batch[i].outcome == ENTRY_OK &&
-				!FullTransactionIdIsValid(batch[i].holder))
-				durable = true;
-		}
-
-		/* see the header comment; the setting reverts at commit */
-		if (!durable)
-			(void) set_config_option("synchronous_commit", "off",
-									 PGC_SUSET, PGC_S_SESSION,
-									 GUC_ACTION_LOCAL, true, 0, false);
 
 		/* From here on, a reservation may be durable even if we die. */
 		LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
@@ -377,7 +362,7 @@ run_batch(void)
 
 		for (i = 0; i < nbatch; i++)
 		{
-			if (batch[i].outcome == ENTRY_SERIES_LOCKED)
+			if (batch[i].outcome == ENTRY_LOCKED)
 				continue;
 			set_error(&batch[i].error, edata->sqlerrcode, edata->message,
 					  psprintf("No number of series \"%s\" was reserved.",
@@ -402,6 +387,25 @@ run_batch(void)
 }
 
 /*
+ * Take the locks a request needs, if they are free: the series lock, and
+ * for an idempotency key, the key's lock.  Returns the one that was busy.
+ */
+static RequestLock
+try_locks(const BatchEntry *entry)
+{
+	LOCKTAG		tag;
+
+	if (!series_try_lock_for_numbering(entry->series_id))
+		return REQUEST_LOCK_SERIES;
+	if (!entry->has_key)
+		return REQUEST_LOCK_NONE;
+	key_lock_tag(&tag, entry->series_id, entry->key);
+	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+		return REQUEST_LOCK_KEY;
+	return REQUEST_LOCK_NONE;
+}
+
+/*
  * Reserve one number, in a subtransaction of the batch.
  */
 static void
@@ -415,21 +419,24 @@ process_entry(BatchEntry *entry, TimestampTz now)
 
 	PG_TRY();
 	{
-		if (series_try_lock(entry->series_id))
+		entry->locked = try_locks(entry);
+		if (entry->locked == REQUEST_LOCK_NONE)
 		{
 			InvoiceSeries series;
+			const char *key = entry->has_key ? entry->key : NULL;
 
 			if (!series_lookup_by_id(entry->series_id, &series))
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_OBJECT),
 						 errmsg("invoice series \"%s\" does not exist", entry->series),
 						 errdetail("It was dropped while the reservation waited.")));
-			ledger_reserve(&series, entry->has_key ? entry->key : NULL,
-						   entry->holder, entry->role, now, &entry->result);
+			if (key == NULL || !ledger_find_key(&series, key, &entry->result))
+				ledger_take_number(&series, key, ENTRY_RESERVED, entry->role,
+								   now, &entry->result);
 			entry->outcome = ENTRY_OK;
 		}
 		else
-			entry->outcome = ENTRY_SERIES_LOCKED;
+			entry->outcome = ENTRY_LOCKED;
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
@@ -482,7 +489,8 @@ answer_entries(void)
 		else
 		{
 			slot->ok = (entry->outcome == ENTRY_OK);
-			slot->series_locked = (entry->outcome == ENTRY_SERIES_LOCKED);
+			slot->locked = (entry->outcome == ENTRY_LOCKED) ?
+				entry->locked : REQUEST_LOCK_NONE;
 			if (slot->ok)
 				memcpy(&slot->result, &entry->result, sizeof(ReservedNumber));
 			else

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
+#include "common/hashfn.h"
 
 #include "invoice_seq.h"
 
@@ -395,7 +396,13 @@ series_lock_tag(LOCKTAG *tag, int32 series_id)
 						 ISEQ_LOCK_CLASS);
 }
 
-/* Take the series lock, waiting as long as it takes (admin functions). */
+/*
+ * The series lock has two strengths.  Whoever takes a number of the series
+ * holds it in RowExclusiveLock until the end of the transaction that records
+ * the number; those do not conflict with each other.  alter_series and
+ * drop_series hold it in ExclusiveLock, which waits for every transaction
+ * that holds a number of the series and keeps new ones out.
+ */
 void
 series_lock(int32 series_id)
 {
@@ -405,30 +412,62 @@ series_lock(int32 series_id)
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
-/* Take the series lock if it is free (the sequencer never waits). */
+/*
+ * Take the series lock to number, waiting as an ordinary lock waiter: the
+ * wait shows in pg_locks, the deadlock detector sees it, and the caller's
+ * lock_timeout and statement_timeout bound it.  Returns true if it had to
+ * wait: the series may have changed meanwhile.
+ */
 bool
-series_try_lock(int32 series_id)
+series_lock_for_numbering(int32 series_id)
 {
 	LOCKTAG		tag;
 
 	series_lock_tag(&tag, series_id);
-	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+	if (LockAcquire(&tag, RowExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		return false;
+	(void) LockAcquire(&tag, RowExclusiveLock, false, false);
+	return true;
+}
+
+/* The same if it is free now (the sequencer never waits for it). */
+bool
+series_try_lock_for_numbering(int32 series_id)
+{
+	LOCKTAG		tag;
+
+	series_lock_tag(&tag, series_id);
+	return LockAcquire(&tag, RowExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 /*
- * Wait, as an ordinary lock waiter, until no other transaction holds the
- * series lock.  A backend whose request found the series locked waits here:
- * the wait shows in pg_locks, the deadlock detector sees it, and the
- * caller's lock_timeout and statement_timeout bound it.
+ * The lock that serialises the first uses of an idempotency key: whoever
+ * records a new key holds it until its transaction ends, so a second user
+ * of the key waits, then finds the first one's number.  Keys are hashed;
+ * a collision only makes two keys wait for each other.
  */
 void
-series_wait_unlocked(int32 series_id)
+key_lock_tag(LOCKTAG *tag, int32 series_id, const char *key)
 {
-	LOCKTAG		tag;
+	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) key,
+											   strlen(key)));
 
-	series_lock_tag(&tag, series_id);
-	(void) LockAcquire(&tag, ShareLock, false, false);
-	LockRelease(&tag, ShareLock, false);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) series_id, hash,
+						 ISEQ_KEY_LOCK_CLASS);
+}
+
+/*
+ * Wait, as an ordinary lock waiter, until the lock that the sequencer found
+ * busy is free, without keeping it: the sequencer takes it next.
+ */
+void
+wait_for_lock(const LOCKTAG *tag)
+{
+	LOCKMODE	mode = (tag->locktag_field4 == ISEQ_LOCK_CLASS) ?
+		RowExclusiveLock : ExclusiveLock;
+
+	(void) LockAcquire(tag, mode, false, false);
+	LockRelease(tag, mode, false);
 }
 
 #define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone, chronological, owner"

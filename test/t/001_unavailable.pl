@@ -1,8 +1,10 @@
 
-# When the sequencer is unavailable, reserve fails at once (or after
+# When the sequencer is unavailable, a reservation made inside a transaction
+# block (the sequencer's work) fails at once (or after
 # invoice_seq.sequencer_timeout) with SQLSTATE 55000 and a hint, and
 # nothing is reserved.  A terminated sequencer comes back by itself, and
-# requests queued meanwhile are served by the new one.
+# requests queued meanwhile are served by the new one.  Numbers taken
+# outside a block need no sequencer.
 
 use strict;
 use warnings;
@@ -22,6 +24,13 @@ sub error_of
 	my ($node, $db, $sql) = @_;
 	my ($ret, $out, $err) = $node->psql($db, "\\set VERBOSITY verbose\n$sql");
 	return $err;
+}
+
+# A reservation inside a transaction block, which the sequencer makes.
+sub in_block
+{
+	my ($sql) = @_;
+	return "BEGIN; $sql; COMMIT";
 }
 
 sub ledger_size
@@ -52,24 +61,27 @@ $node->safe_psql('postgres', "SELECT invoice_seq.create_series('S')");
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 $node->safe_psql('other',
 	"CREATE EXTENSION invoice_seq; SELECT invoice_seq.create_series('S')");
-$err = error_of($node, 'other', "SELECT invoice_seq.reserve_invoice_no('S')");
+$err = error_of($node, 'other', in_block("SELECT invoice_seq.reserve_invoice_no('S')"));
 like($err,
 	qr/ERROR:  55000: invoice_seq sequencer serves database "postgres", not "other"/,
-	'other database: 55000');
+	'other database, in a block: 55000');
 like($err, qr/HINT:  Set invoice_seq.database = 'other'/,
-	'other database: the hint says what to configure');
-is(ledger_size($node, 'other'), '0', 'other database: nothing reserved');
+	'other database, in a block: the hint says what to configure');
+is(ledger_size($node, 'other'), '0', 'other database, in a block: nothing reserved');
+is( $node->safe_psql('other',
+		"SELECT invoice_seq.reserve_invoice_no('S'), invoice_seq.next_invoice_no('S')"),
+	'1|2', 'other database, outside a block: numbers are taken without the sequencer');
 
 # 3. The sequencer is terminated: it is restarted, and a request made while
 # it is away waits for the new one instead of failing.
-is($node->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')"),
+is($node->safe_psql('postgres', in_block("SELECT invoice_seq.reserve_invoice_no('S')")),
 	'1', 'the sequencer serves');
 my $pid = InvoiceSeqTest::sequencer_pid($node);
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
   or die 'the sequencer did not exit';
-is($node->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')"),
+is($node->safe_psql('postgres', in_block("SELECT invoice_seq.reserve_invoice_no('S')")),
 	'2', 'a request made while the sequencer restarts is served by the new one');
 isnt(InvoiceSeqTest::sequencer_pid($node), $pid, 'a new sequencer runs');
 ok($node->log_contains(qr/background worker "invoice_seq sequencer" \(PID $pid\) exited with exit code 1/),
@@ -85,7 +97,7 @@ sub reserve_in_background
 		[
 			'psql', '-X', '-A', '-t', '-v', 'VERBOSITY=verbose',
 			'-d', $node->connstr('postgres'),
-			'-c', "SELECT invoice_seq.reserve_invoice_no('S', '$key')"
+			'-c', in_block("SELECT invoice_seq.reserve_invoice_no('S', '$key')")
 		],
 		'>', \$r{out}, '2>', \$r{err});
 	return \%r;
@@ -129,7 +141,8 @@ is(ledger_size($node, 'postgres'), $entries, 'sequencer exits mid-batch: nothing
 $node->safe_psql('postgres', "ALTER SYSTEM SET invoice_seq.lock_timeout = '200ms'");
 $node->reload;
 $admin->query_safe('BEGIN; LOCK TABLE invoice_seq.ledger_entry IN ACCESS EXCLUSIVE MODE');
-$err = error_of($node, 'postgres', "SELECT invoice_seq.reserve_invoice_no('S', 'k-locked')");
+$err = error_of($node, 'postgres',
+	in_block("SELECT invoice_seq.reserve_invoice_no('S', 'k-locked')"));
 like($err, qr/ERROR:  55P03: canceling statement due to lock timeout/,
 	'table lock held past invoice_seq.lock_timeout: 55P03');
 like($err, qr/HINT:  Another transaction holds a lock on the ledger/,
@@ -167,6 +180,30 @@ like($r->{err},
 	'sequencer exits while committing: 55000');
 like($r->{err}, qr/HINT:  Retry with the same idempotency key/,
 	'sequencer exits while committing: the hint says to retry with the key');
+
+# The same outside a block: the caller's own commit waits for the standby,
+# whatever synchronous_commit says, and a caller terminated during that wait
+# is never told the number.
+my %a = (out => '', err => '');
+$a{handle} = IPC::Run::start(
+	[
+		'psql', '-X', '-A', '-t', '-q', '-v', 'VERBOSITY=verbose',
+		'-d', $node->connstr('postgres'),
+		'-c', 'SET synchronous_commit = off',
+		'-c', "SELECT invoice_seq.reserve_invoice_no('S', 'k-auto')"
+	],
+	'>', \$a{out}, '2>', \$a{err});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity"
+	  . " WHERE backend_type = 'client backend' AND wait_event = 'SyncRep'")
+  or die 'the autocommit reservation never waited for the standby';
+$node->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	  . " WHERE backend_type = 'client backend' AND wait_event = 'SyncRep'");
+$a{handle}->finish;
+is($a{out}, '', 'outside a block: a caller terminated while waiting for the standby gets no number');
+like($a{err}, qr/terminating connection|server closed the connection/,
+	'outside a block: that caller loses its connection');
 $admin->quit;
 $node->safe_psql('postgres', "ALTER SYSTEM SET synchronous_standby_names = ''");
 $node->restart;
@@ -178,6 +215,9 @@ is( $node->safe_psql('postgres',
 	'1',
 	'the reservation committed before the exit is in the ledger, once');
 is($number, $entries + 1, 'the retry with the key gets that number');
+is( $node->safe_psql('postgres',
+		"SELECT count(*) FROM invoice_seq.ledger WHERE idempotency_key = 'k-auto'"),
+	'1', 'outside a block: the reservation that committed locally is there, once');
 is( $node->safe_psql('postgres', "SELECT count(*) FROM invoice_seq.check_series('S')"),
 	'0', 'the series is healthy');
 
@@ -207,7 +247,7 @@ $noworker->start;
 $noworker->safe_psql('postgres',
 	"CREATE EXTENSION invoice_seq; SELECT invoice_seq.create_series('S')");
 $err = error_of($noworker, 'postgres',
-	"SET invoice_seq.sequencer_timeout = '500ms'; SELECT invoice_seq.reserve_invoice_no('S')");
+	in_block("SET invoice_seq.sequencer_timeout = '500ms'; SELECT invoice_seq.reserve_invoice_no('S')"));
 like($err, qr/ERROR:  55000: invoice_seq sequencer is not running/,
 	'sequencer not running: 55000 after sequencer_timeout');
 like($err, qr/DETAIL:  No number of series "S" was reserved/,
@@ -215,17 +255,19 @@ like($err, qr/DETAIL:  No number of series "S" was reserved/,
 like($err, qr/HINT:  The sequencer is restarted automatically/,
 	'sequencer not running: the hint says what to check');
 $err = error_of($noworker, 'postgres',
-	"SET invoice_seq.sequencer_timeout = 0; SELECT invoice_seq.reserve_invoice_no('S')");
+	in_block("SET invoice_seq.sequencer_timeout = 0; SELECT invoice_seq.reserve_invoice_no('S')"));
 like($err, qr/ERROR:  55000: invoice_seq sequencer is not running/,
 	'sequencer_timeout = 0 fails at once');
 is(ledger_size($noworker, 'postgres'), '0', 'sequencer not running: nothing reserved');
+is($noworker->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')"),
+	'1', 'sequencer not running: outside a block, a number is reserved all the same');
 
 # The queue is left clean: once a sequencer can run, reservations work.
 $noworker->append_conf('postgresql.conf', 'max_worker_processes = 8');
 $noworker->restart;
 InvoiceSeqTest::wait_for_sequencer($noworker);
-is($noworker->safe_psql('postgres', "SELECT invoice_seq.reserve_invoice_no('S')"),
-	'1', 'after a restart with worker slots, the first number is 1');
+is($noworker->safe_psql('postgres', in_block("SELECT invoice_seq.reserve_invoice_no('S')")),
+	'2', 'after a restart with worker slots, the sequencer serves the next number');
 $noworker->stop;
 
 done_testing();

@@ -97,14 +97,14 @@ sub round
 }
 
 # 1. Terminate four client backends: their transactions abort cleanly.
-round('terminate', 400, 200, sub {
+round('terminate', 1500, 200, sub {
 	$node->safe_psql('postgres',
 		"SELECT pg_terminate_backend(pid) FROM ($busy_clients LIMIT 4) c");
 });
 
 # 2. SIGKILL one client backend: the postmaster restarts the whole server,
 # so every open transaction dies without running any abort code.
-round('kill9', 400, 200, sub {
+round('kill9', 1500, 200, sub {
 	my $pid = $node->safe_psql('postgres', "$busy_clients LIMIT 1");
 	kill 'KILL', $pid;
 	$node->poll_query_until('postgres', 'SELECT 1', '1');
@@ -113,7 +113,7 @@ ok($node->log_contains(qr/server process \(PID \d+\) was terminated by signal 9/
 	'kill9: the server went through crash recovery');
 
 # 3. Immediate shutdown, then start again.
-round('immediate', 400, 200, sub {
+round('immediate', 1500, 200, sub {
 	$node->stop('immediate');
 	$node->start;
 }, 1);

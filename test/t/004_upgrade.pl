@@ -1,6 +1,6 @@
 
-# Upgrade from 1.0, the first released version: its data survive
-# ALTER EXTENSION invoice_seq UPDATE, and numbering goes on from it.
+# Upgrade from 1.0, the first released version, and from 1.1: their data
+# survive ALTER EXTENSION invoice_seq UPDATE, and numbering goes on from it.
 #
 # Only the current library is installed, and it expects the current schema,
 # so the 1.0 ledger is filled the way 1.0 filled it, by rows inserted as the
@@ -46,13 +46,13 @@ my $before = $node->safe_psql('postgres', q{
 
 # The new library refuses to work on the old objects, and says what to do.
 my ($ret, $out, $err) = $node->psql('postgres', "SELECT invoice_seq.reserve_invoice_no('OLD')");
-like($err, qr/library version 1\.1 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
+like($err, qr/library version 1\.2 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
 	'before the update, the API says to run ALTER EXTENSION UPDATE');
 
 $node->safe_psql('postgres', 'ALTER EXTENSION invoice_seq UPDATE');
 is($node->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'invoice_seq'"),
-	'1.1', 'the extension is at 1.1');
+	'1.2', 'the extension is at 1.2');
 
 is( $node->safe_psql('postgres', q{
 		SELECT string_agg(format('%s %s %s %s', invoice_no, display_no, status, idempotency_key),
@@ -87,5 +87,47 @@ is($node->safe_psql('postgres', "SELECT invoice_seq.next_invoice_no('NEW')"),
 	'1', 'new series can be created');
 is($node->safe_psql('postgres', "SELECT count(*) FROM invoice_seq.check_series()"),
 	'0', 'check_series is empty');
+
+# From 1.1: a one-step number that 1.1 left 'reserved' was never issued (its
+# transaction did not commit); 1.2 hands out only numbers without a row, so
+# the update voids it, with the reason.  Everything else is kept.
+$node->safe_psql('postgres', 'CREATE DATABASE v11');
+$node->safe_psql('v11', q{
+	CREATE EXTENSION invoice_seq VERSION '1.1';
+	INSERT INTO invoice_seq.series_def
+	    (name, start_at, reset, format, stale_after, time_zone, created_at, created_by,
+	     chronological, owner)
+	VALUES ('S11', 1, 'never', '{n}', '15 minutes', 'UTC', now(), 'admin', true,
+	        current_user::regrole);
+	INSERT INTO invoice_seq.ledger_entry
+	    (series_id, period, invoice_no, display_no, status, idempotency_key,
+	     reserved_at, reserved_by, confirmed_at, confirmed_by, holder_xid)
+	SELECT s.id, '', n, n::text,
+	       CASE WHEN n = 1 THEN 'issued' ELSE 'reserved' END,
+	       CASE WHEN n = 3 THEN 'key-3' END,
+	       now(), 'app',
+	       CASE WHEN n = 1 THEN now() END, CASE WHEN n = 1 THEN 'app' END,
+	       CASE WHEN n IN (1, 2) THEN (100 + n)::text::xid8 END
+	FROM invoice_seq.series_def s, generate_series(1, 3) n;
+});
+$node->safe_psql('v11', 'ALTER EXTENSION invoice_seq UPDATE');
+is( $node->safe_psql('v11', q{
+		SELECT string_agg(format('%s %s %s', invoice_no, status, one_step), ', '
+		                  ORDER BY invoice_no)
+		FROM invoice_seq.ledger WHERE series = 'S11'}),
+	'1 issued t, 2 voided t, 3 reserved f',
+	'from 1.1: the one-step number never issued is voided, the rest is kept');
+like( $node->safe_psql('v11', q{
+		SELECT voided_by || ': ' || void_reason FROM invoice_seq.ledger
+		WHERE series = 'S11' AND invoice_no = 2}),
+	qr/^invoice_seq: not issued: .*update to invoice_seq 1\.2$/,
+	'from 1.1: the void says why and who');
+is( $node->safe_psql('v11',
+		"SELECT to_regclass('invoice_seq.ledger_entry_held') IS NULL"),
+	't', 'from 1.1: the index of held one-step numbers is gone');
+is( $node->safe_psql('v11', q{
+		SELECT invoice_seq.confirm_invoice_no('S11', 3, 'ext-3'),
+		       invoice_seq.next_invoice_no('S11')}),
+	'3|4', 'from 1.1: confirm returns its number, and numbering continues');
 
 done_testing();

@@ -39,13 +39,16 @@ $primary->poll_query_until('postgres',
   or die 'the standby never became synchronous';
 pass('the standby is synchronous');
 
-# 4 clients reserve with keys, 4 take one-step numbers for their invoices.
-my $nrequests = 1500;
+# 4 clients reserve with keys (2 inside a transaction block, through the
+# sequencer, and 2 outside, in their own statement), 4 take one-step numbers
+# for their invoices.
+my $nrequests = 3000;
 my @scripts;
 for my $c (1 .. 4)
 {
 	push @scripts, join '', map {
-		"SELECT 'f-c$c-$_', invoice_seq.reserve_invoice_no('S', 'f-c$c-$_');\n"
+		my $sql = "SELECT 'f-c$c-$_', invoice_seq.reserve_invoice_no('S', 'f-c$c-$_');";
+		($c <= 2 ? "BEGIN; $sql COMMIT;" : $sql) . "\n"
 	} 1 .. $nrequests;
 }
 for my $c (5 .. 8)

@@ -1,7 +1,8 @@
 
 # Saturation and lost answers.
 #
-# 1. More requesters than a batch holds: 120 clients at once, with batches
+# 1. More requesters than a batch holds: 120 clients at once, each reserving
+#    inside a transaction block (the sequencer's work), with batches
 #    of at most 64, then with batches of 1.  Every request is served;
 #    nothing is lost or handed out twice.
 # 2. Answers lost on the way: client processes are killed (SIGKILL) while
@@ -37,7 +38,7 @@ for my $batch (64, 1)
 	my @clients = InvoiceSeqTest::start_scripts($node, "b$batch", map {
 		my $c = $_;
 		"DO \$\$ BEGIN WHILE NOT EXISTS (SELECT FROM go) LOOP PERFORM pg_sleep(0.01); END LOOP; END \$\$;\n"
-		  . join '', map { "SELECT 'b$batch-c$c-$_', invoice_seq.reserve_invoice_no('S', 'b$batch-c$c-$_');\n" } 1 .. 30
+		  . join '', map { "BEGIN; SELECT 'b$batch-c$c-$_', invoice_seq.reserve_invoice_no('S', 'b$batch-c$c-$_'); COMMIT;\n" } 1 .. 30
 	} 1 .. 120);
 	$node->poll_query_until('postgres',
 		"SELECT count(*) = 120 FROM pg_stat_activity WHERE query LIKE 'DO \$\$ BEGIN WHILE%'")

@@ -1,0 +1,777 @@
+/*-------------------------------------------------------------------------
+ *
+ * alloc.c
+ *		The allocator: the next number of each (series, period), and the
+ *		numbers that went back, in shared memory; see alloc.h.
+ *
+ * Why the entry can be trusted.  Every ledger row is inserted by a
+ * transaction that first took its number here, and the number stays
+ * counted in the entry's "inflight" until that transaction ends (the end
+ * of transaction callback runs after the transaction has left the proc
+ * array).  An entry is loaded, reloaded or evicted only while inflight is
+ * zero, so a snapshot taken then sees every row that will ever exist below
+ * the entry's next number: next is the highest of them plus one, and the
+ * numbers below it without a row are exactly the free ones.  After a crash
+ * shared memory starts empty and no transaction of before is running, so
+ * the same holds for the first load.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "alloc.h"
+
+/* invoice_seq.max_periods: how many (series, period) entries fit. */
+int			invoice_seq_max_periods = 1024;
+
+typedef struct AllocKey
+{
+	Oid			dbid;
+	Oid			ledger;			/* a re-created extension starts afresh */
+	int32		series_id;
+	char		period[ISEQ_MAX_PERIOD + 1];
+} AllocKey;
+
+typedef enum AllocState
+{
+	ALLOC_LOADING,				/* being read from the ledger */
+	ALLOC_READY
+} AllocState;
+
+typedef struct FreeNumber
+{
+	int64		invoice_no;
+	TimestampTz limit;			/* see TakenNumber */
+} FreeNumber;
+
+typedef struct AllocEntry
+{
+	AllocKey	key;			/* hash key: must be first */
+	AllocState	state;
+	int64		next;			/* lowest number never handed out */
+	bool		exhausted;		/* the largest number was handed out */
+	int32		inflight;		/* held by transactions still running */
+	bool		spilled;		/* more free numbers than the array holds */
+	bool		stale;			/* the ledger has a row we did not expect */
+	bool		sweep_due;		/* earlier periods' free numbers to void */
+	uint64		last_used;		/* for eviction, least recently used first */
+	int			nfree;
+	FreeNumber	free[ISEQ_FREE_SLOTS];	/* ascending */
+} AllocEntry;
+
+typedef struct AllocShared
+{
+	LWLock	   *lock;
+	ConditionVariable loaded;	/* an entry left state LOADING */
+	int			nentries;
+	uint64		tick;
+} AllocShared;
+
+/* A number held by this process's transaction. */
+typedef struct Holding
+{
+	AllocKey	key;
+	int64		invoice_no;
+	TimestampTz limit;
+	SubTransactionId subid;
+	bool		forget;			/* do not give it back: the ledger has it */
+	bool		swept;			/* its transaction voided earlier periods */
+} Holding;
+
+static AllocShared *alloc_shared = NULL;
+static HTAB *alloc_hash = NULL;
+
+static Holding *holdings = NULL;
+static int	nholdings = 0;
+static int	maxholdings = 0;
+static bool callbacks_registered = false;
+
+static SPIPlanPtr last_plan = NULL;
+static SPIPlanPtr holes_plan = NULL;
+
+static void alloc_xact_callback(XactEvent event, void *arg);
+static void alloc_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+
+Size
+alloc_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(AllocShared)),
+					hash_estimate_size(invoice_seq_max_periods, sizeof(AllocEntry)));
+}
+
+void
+alloc_shmem_init(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	alloc_shared = ShmemInitStruct("invoice_seq allocator", sizeof(AllocShared),
+								   &found);
+	if (!found)
+	{
+		alloc_shared->lock = &(GetNamedLWLockTranche("invoice_seq"))[1].lock;
+		ConditionVariableInit(&alloc_shared->loaded);
+		alloc_shared->nentries = 0;
+		alloc_shared->tick = 0;
+	}
+
+	info.keysize = sizeof(AllocKey);
+	info.entrysize = sizeof(AllocEntry);
+	alloc_hash = ShmemInitHash("invoice_seq allocator entries",
+							   invoice_seq_max_periods, invoice_seq_max_periods,
+							   &info, HASH_ELEM | HASH_BLOBS);
+}
+
+static void
+make_key(AllocKey *key, int32 series_id, const char *period)
+{
+	memset(key, 0, sizeof(AllocKey));
+	key->dbid = MyDatabaseId;
+	key->ledger = invoice_seq_ledger_relid();
+	key->series_id = series_id;
+	strlcpy(key->period, period, sizeof(key->period));
+}
+
+/*
+ * Make room for one more entry by evicting the least recently used idle
+ * one.  Caller holds the lock exclusively.
+ */
+static void
+evict_one(void)
+{
+	HASH_SEQ_STATUS status;
+	AllocEntry *entry;
+	AllocEntry *victim = NULL;
+
+	hash_seq_init(&status, alloc_hash);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (entry->state == ALLOC_READY && entry->inflight == 0 &&
+			(victim == NULL || entry->last_used < victim->last_used))
+			victim = entry;
+	}
+	if (victim == NULL)
+	{
+		LWLockRelease(alloc_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many invoice series periods in use at once"),
+				 errdetail("All %d allocator entries hold numbers of open transactions.",
+						   invoice_seq_max_periods),
+				 errhint("Raise invoice_seq.max_periods and restart the server.")));
+	}
+	hash_search(alloc_hash, &victim->key, HASH_REMOVE, NULL);
+	alloc_shared->nentries--;
+}
+
+/* Drop an entry whose load failed, and wake whoever waits for it. */
+static void
+load_failed(int code, Datum arg)
+{
+	AllocKey   *key = (AllocKey *) DatumGetPointer(arg);
+
+	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+	if (hash_search(alloc_hash, key, HASH_REMOVE, NULL) != NULL)
+		alloc_shared->nentries--;
+	LWLockRelease(alloc_shared->lock);
+	ConditionVariableBroadcast(&alloc_shared->loaded);
+}
+
+/* Below this many numbers, read_holes() scans instead of counting more. */
+#define ISEQ_HOLE_SCAN			4096
+
+/* Parameters of the statements that read one period of the ledger. */
+enum
+{
+	PERIOD_SERIES = 0,
+	PERIOD_PERIOD,
+	PERIOD_FROM,
+	PERIOD_TO,					/* or, for holes_plan, how many rows */
+	PERIOD_NPARAMS
+};
+
+static SPIPlanPtr count_plan = NULL;
+
+/*
+ * Run one of the statements on a period of the ledger, from "from" to "to".
+ * The caller is connected to SPI as the extension's owner.
+ */
+static void
+read_period(SPIPlanPtr *cache, const char *sql, const InvoiceSeries *series,
+			const char *period, int64 from, int64 to, const char *what)
+{
+	Oid			argtypes[PERIOD_NPARAMS] = {INT4OID, TEXTOID, INT8OID, INT8OID};
+	Datum		values[PERIOD_NPARAMS];
+	SPIPlanPtr	plan = invoice_seq_plan(cache, sql, PERIOD_NPARAMS, argtypes);
+	int			rc;
+
+	values[PERIOD_SERIES] = Int32GetDatum(series->id);
+	values[PERIOD_PERIOD] = CStringGetTextDatum(period);
+	values[PERIOD_FROM] = Int64GetDatum(from);
+	values[PERIOD_TO] = Int64GetDatum(to);
+	rc = invoice_seq_execute(plan, values, NULL, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, what);
+}
+
+/* The first value of the first row SPI returned. */
+static int64
+first_int64(void)
+{
+	bool		isnull;
+
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* How many numbers from "from" to "to" have a row. */
+static int64
+count_rows(const InvoiceSeries *series, const char *period, int64 from, int64 to)
+{
+	read_period(&count_plan,
+				"SELECT count(*) FROM invoice_seq.ledger_entry"
+				" WHERE series_id OPERATOR(pg_catalog.=) $1"
+				" AND period OPERATOR(pg_catalog.=) $2"
+				" AND invoice_no OPERATOR(pg_catalog.>=) $3"
+				" AND invoice_no OPERATOR(pg_catalog.<=) $4",
+				series, period, from, to, "counting numbers");
+	return first_int64();
+}
+
+/*
+ * Is a number from start_at to "last" without a row?  If so, *from is a
+ * number below which every one has a row, as high as a few index-only
+ * counts find it.  After a crash the holes are the numbers that were in
+ * flight, near the top, so this keeps the scan for them short on a large
+ * ledger.
+ */
+static bool
+first_hole_bound(const InvoiceSeries *series, const char *period, int64 last,
+				 int64 *from)
+{
+	int64		lo = series->start_at;
+	int64		hi = last;
+
+	if (count_rows(series, period, lo, hi) == hi - lo + 1)
+		return false;
+	/* every number below lo has a row; [lo, hi] has a hole */
+	while (hi - lo > ISEQ_HOLE_SCAN)
+	{
+		int64		mid = lo + (hi - lo) / 2;
+
+		if (count_rows(series, period, lo, mid) < mid - lo + 1)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*from = lo;
+	return true;
+}
+
+/*
+ * The first ISEQ_FREE_SLOTS numbers without a row from "from" on, each with
+ * the date of the row above it: the latest day on which it may be issued
+ * without breaking chronological order.  Every number below "from" has a row.
+ */
+static void
+read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
+{
+	uint64		i;
+
+	read_period(&holes_plan,
+				"SELECT g.n, e.dated FROM"
+				" (SELECT invoice_no,"
+				"         pg_catalog.lag(invoice_no) OVER (ORDER BY invoice_no) AS prev,"
+				"         COALESCE(confirmed_at, reserved_at) AS dated"
+				"  FROM invoice_seq.ledger_entry"
+				"  WHERE series_id OPERATOR(pg_catalog.=) $1"
+				"  AND period OPERATOR(pg_catalog.=) $2"
+				"  AND invoice_no OPERATOR(pg_catalog.>=) $3) e,"
+				" pg_catalog.generate_series(COALESCE(e.prev OPERATOR(pg_catalog.+) 1, $3),"
+				"                            e.invoice_no OPERATOR(pg_catalog.-) 1) AS g(n)"
+				" ORDER BY g.n LIMIT $4",
+				series, loaded->key.period, from, ISEQ_FREE_SLOTS + 1,
+				"finding the free numbers");
+	for (i = 0; i < SPI_processed && i < ISEQ_FREE_SLOTS; i++)
+	{
+		bool		isnull;
+
+		loaded->free[i].invoice_no =
+			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		loaded->free[i].limit =
+			DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	loaded->nfree = (int) i;
+	loaded->spilled = (SPI_processed > ISEQ_FREE_SLOTS);
+}
+
+/*
+ * Read an entry's state from the ledger: the highest number, and the
+ * numbers without a row below it.  The caller is connected to SPI as the
+ * extension's owner, and no transaction holds a number of the entry.
+ */
+static void
+load_from_ledger(const InvoiceSeries *series, AllocEntry *loaded)
+{
+	int64		last;
+	int64		from;
+
+	read_period(&last_plan,
+				"SELECT invoice_no FROM invoice_seq.ledger_entry"
+				" WHERE series_id OPERATOR(pg_catalog.=) $1"
+				" AND period OPERATOR(pg_catalog.=) $2"
+				" AND invoice_no OPERATOR(pg_catalog.>=) $3"
+				" AND invoice_no OPERATOR(pg_catalog.<=) $4"
+				" ORDER BY invoice_no DESC LIMIT 1",
+				series, loaded->key.period, series->start_at, PG_INT64_MAX,
+				"finding the last number");
+	if (SPI_processed == 0)
+	{
+		loaded->next = series->start_at;
+		return;
+	}
+	last = first_int64();
+	/* past the largest number, next stays there: alloc_take refuses it */
+	loaded->exhausted = (last == PG_INT64_MAX);
+	loaded->next = loaded->exhausted ? last : last + 1;
+
+	if (first_hole_bound(series, loaded->key.period, last, &from))
+		read_holes(series, loaded, from);
+}
+
+/*
+ * Load (or reload) the entry for key, which the caller has marked LOADING
+ * and whose lock it has released.  Returns with the lock held again.
+ */
+static void
+load_entry(const InvoiceSeries *series, AllocKey *key)
+{
+	AllocEntry *loaded = palloc0(sizeof(AllocEntry));
+	AllocEntry *entry;
+
+	loaded->key = *key;
+	PG_ENSURE_ERROR_CLEANUP(load_failed, PointerGetDatum(key));
+	{
+		load_from_ledger(series, loaded);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(load_failed, PointerGetDatum(key));
+
+	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+	entry = hash_search(alloc_hash, key, HASH_FIND, NULL);
+	Assert(entry != NULL && entry->state == ALLOC_LOADING);
+	entry->next = loaded->next;
+	entry->exhausted = loaded->exhausted;
+	entry->nfree = loaded->nfree;
+	memcpy(entry->free, loaded->free, sizeof(FreeNumber) * loaded->nfree);
+	entry->spilled = loaded->spilled;
+	entry->stale = false;
+	entry->sweep_due = true;
+	entry->state = ALLOC_READY;
+	pfree(loaded);
+	ConditionVariableBroadcast(&alloc_shared->loaded);
+}
+
+/*
+ * Find the entry of key, ready to hand out a number, loading it if needed.
+ * Caller holds the lock exclusively, and holds it again on return.
+ */
+static AllocEntry *
+ready_entry(const InvoiceSeries *series, AllocKey *key)
+{
+	for (;;)
+	{
+		AllocEntry *entry = hash_search(alloc_hash, key, HASH_FIND, NULL);
+
+		if (entry == NULL)
+		{
+			bool		found;
+
+			if (alloc_shared->nentries >= invoice_seq_max_periods)
+				evict_one();
+			entry = hash_search(alloc_hash, key, HASH_ENTER, &found);
+			alloc_shared->nentries++;
+			memset(((char *) entry) + sizeof(AllocKey), 0,
+				   sizeof(AllocEntry) - sizeof(AllocKey));
+		}
+		else if (entry->state == ALLOC_LOADING)
+		{
+			LWLockRelease(alloc_shared->lock);
+			ConditionVariableSleep(&alloc_shared->loaded, PG_WAIT_EXTENSION);
+			LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+			continue;
+		}
+		else if (entry->inflight > 0 ||
+				 !(entry->stale || (entry->spilled && entry->nfree == 0)))
+		{
+			ConditionVariableCancelSleep();
+			return entry;
+		}
+
+		/* new, or idle and worth reading again */
+		entry->state = ALLOC_LOADING;
+		LWLockRelease(alloc_shared->lock);
+		load_entry(series, key);
+	}
+}
+
+static void
+register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterXactCallback(alloc_xact_callback, NULL);
+	RegisterSubXactCallback(alloc_subxact_callback, NULL);
+	callbacks_registered = true;
+}
+
+/* Make sure remember() has room for one more holding. */
+static void
+reserve_holding_room(void)
+{
+	register_callbacks();
+	if (nholdings < maxholdings)
+		return;
+	maxholdings = Max(16, maxholdings * 2);
+	holdings = holdings == NULL ?
+		MemoryContextAlloc(TopMemoryContext, sizeof(Holding) * maxholdings) :
+		repalloc(holdings, sizeof(Holding) * maxholdings);
+}
+
+/* Remember that this transaction holds a number until it ends. */
+static void
+remember(const AllocKey *key, const TakenNumber *taken)
+{
+	Holding    *h;
+
+	Assert(nholdings < maxholdings);
+	h = &holdings[nholdings++];
+	h->key = *key;
+	h->invoice_no = taken->invoice_no;
+	h->limit = taken->limit;
+	h->subid = GetCurrentSubTransactionId();
+	h->forget = false;
+	h->swept = false;
+}
+
+/*
+ * Take a number of (series, period) for the current transaction: the lowest
+ * free one, else the next one.  It is held until the transaction ends, and
+ * given back if the (sub)transaction that took it aborts.  The caller is
+ * connected to SPI as the extension's owner (a first use reads the ledger)
+ * and holds the series lock.
+ */
+void
+alloc_take(const InvoiceSeries *series, const char *period, TimestampTz now,
+		   TakenNumber *taken)
+{
+	AllocKey	key;
+	AllocEntry *entry;
+
+	make_key(&key, series->id, period);
+
+	/* room for the holding first: nothing may fail once we took it */
+	reserve_holding_room();
+
+	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+	entry = ready_entry(series, &key);
+	taken->sweep_due = entry->sweep_due;
+	if (entry->nfree > 0)
+	{
+		taken->invoice_no = entry->free[0].invoice_no;
+		taken->limit = entry->free[0].limit;
+		taken->recycled = true;
+		entry->nfree--;
+		memmove(&entry->free[0], &entry->free[1], sizeof(FreeNumber) * entry->nfree);
+	}
+	else if (entry->exhausted)
+	{
+		LWLockRelease(alloc_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+				 errmsg("invoice series \"%s\" has reached the largest invoice number, " INT64_FORMAT,
+						series->name, PG_INT64_MAX),
+				 errhint("Create a new series.")));
+	}
+	else
+	{
+		taken->invoice_no = entry->next;
+		taken->limit = now;
+		taken->recycled = false;
+		if (entry->next == PG_INT64_MAX)
+			entry->exhausted = true;
+		else
+			entry->next++;
+	}
+	entry->inflight++;
+	entry->last_used = ++alloc_shared->tick;
+	remember(&key, taken);
+	LWLockRelease(alloc_shared->lock);
+}
+
+/*
+ * Take one given number of (series, period) for the current transaction,
+ * if it is free; *taken is filled.  Returns false if it is not (a running
+ * transaction holds it, or it was handed out meanwhile).
+ */
+bool
+alloc_claim(const InvoiceSeries *series, const char *period, int64 invoice_no,
+			TakenNumber *taken)
+{
+	AllocKey	key;
+	AllocEntry *entry;
+	int			i;
+
+	make_key(&key, series->id, period);
+	reserve_holding_room();
+
+	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+	entry = ready_entry(series, &key);
+	for (i = 0; i < entry->nfree; i++)
+		if (entry->free[i].invoice_no == invoice_no)
+			break;
+	if (i == entry->nfree)
+	{
+		LWLockRelease(alloc_shared->lock);
+		return false;
+	}
+	taken->invoice_no = invoice_no;
+	taken->limit = entry->free[i].limit;
+	taken->recycled = true;
+	taken->sweep_due = false;
+	entry->nfree--;
+	memmove(&entry->free[i], &entry->free[i + 1], sizeof(FreeNumber) * (entry->nfree - i));
+	entry->inflight++;
+	entry->last_used = ++alloc_shared->tick;
+	remember(&key, taken);
+	LWLockRelease(alloc_shared->lock);
+	return true;
+}
+
+/*
+ * Put a number back into its entry's free set (or below its next number).
+ * Caller holds the lock exclusively.
+ */
+static void
+put_back(AllocEntry *entry, int64 invoice_no, TimestampTz limit)
+{
+	int			pos;
+
+	if (entry->exhausted ? invoice_no == PG_INT64_MAX : invoice_no == entry->next - 1)
+	{
+		/* the highest number handed out: it, and free ones below, are next */
+		if (entry->exhausted)
+			entry->exhausted = false;	/* next is still the largest number */
+		else
+			entry->next--;
+		while (entry->nfree > 0 &&
+			   entry->free[entry->nfree - 1].invoice_no == entry->next - 1)
+		{
+			entry->nfree--;
+			entry->next--;
+		}
+		return;
+	}
+
+	for (pos = entry->nfree; pos > 0; pos--)
+		if (entry->free[pos - 1].invoice_no < invoice_no)
+			break;
+	if (entry->nfree == ISEQ_FREE_SLOTS)
+	{
+		/* the highest free number is forgotten; a reload finds it again */
+		entry->spilled = true;
+		if (pos == ISEQ_FREE_SLOTS)
+			return;
+		entry->nfree--;
+	}
+	memmove(&entry->free[pos + 1], &entry->free[pos],
+			sizeof(FreeNumber) * (entry->nfree - pos));
+	entry->free[pos].invoice_no = invoice_no;
+	entry->free[pos].limit = limit;
+	entry->nfree++;
+}
+
+/*
+ * A transaction (or subtransaction) that held numbers ended: release the
+ * holdings from index "from" on, giving the numbers back if it aborted.
+ * Runs in end-of-transaction callbacks, so it must not fail.
+ */
+static void
+release_holdings(int from, bool aborted)
+{
+	int			i;
+
+	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+	for (i = from; i < nholdings; i++)
+	{
+		Holding    *h = &holdings[i];
+		AllocEntry *entry = hash_search(alloc_hash, &h->key, HASH_FIND, NULL);
+
+		/* an entry with numbers in flight is never evicted */
+		Assert(entry != NULL && entry->inflight > 0);
+		if (entry == NULL)
+			continue;
+		entry->inflight--;
+		if (aborted && !h->forget)
+			put_back(entry, h->invoice_no, h->limit);
+		if (!aborted && h->swept)
+			entry->sweep_due = false;
+	}
+	LWLockRelease(alloc_shared->lock);
+}
+
+/*
+ * This transaction voided the free numbers of the periods before (series,
+ * period): once it commits, takers of that period need not look again.
+ */
+void
+alloc_sweep_done(const InvoiceSeries *series, const char *period)
+{
+	AllocKey	key;
+	int			i;
+
+	make_key(&key, series->id, period);
+	for (i = nholdings - 1; i >= 0; i--)
+	{
+		if (memcmp(&holdings[i].key, &key, sizeof(AllocKey)) == 0)
+		{
+			holdings[i].swept = true;
+			break;
+		}
+	}
+}
+
+/*
+ * The ledger already has a row with a number this transaction took (put
+ * there by hand, or by a restore): do not hand it out again, and read the
+ * entry again once it is idle.
+ */
+void
+alloc_forget(const InvoiceSeries *series, const char *period, int64 invoice_no)
+{
+	AllocKey	key;
+	AllocEntry *entry;
+	int			i;
+
+	make_key(&key, series->id, period);
+	for (i = nholdings - 1; i >= 0; i--)
+	{
+		if (holdings[i].invoice_no == invoice_no &&
+			memcmp(&holdings[i].key, &key, sizeof(AllocKey)) == 0)
+		{
+			holdings[i].forget = true;
+			break;
+		}
+	}
+	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+	entry = hash_search(alloc_hash, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		entry->stale = true;
+	LWLockRelease(alloc_shared->lock);
+}
+
+/*
+ * End of transaction.  A prepared transaction could hold a number for any
+ * length of time, decided outside the session that took it, so PREPARE is
+ * refused while numbers are held.
+ */
+static void
+alloc_xact_callback(XactEvent event, void *arg)
+{
+	if (nholdings == 0)
+		return;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot PREPARE a transaction that took an invoice number with next_invoice_no()"),
+					 errdetail("Holding a one-step invoice number across two-phase commit is not supported."),
+					 errhint("Use reserve_invoice_no() and confirm_invoice_no() in transactions that are prepared.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			release_holdings(0, false);
+			nholdings = 0;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			release_holdings(0, true);
+			nholdings = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * End of a subtransaction: a commit hands its numbers to the parent, an
+ * abort gives them back.  Holdings are in the order they were taken, and a
+ * subtransaction's children end before it, so its numbers are the tail.
+ */
+static void
+alloc_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			first = nholdings;
+
+	while (first > 0 && holdings[first - 1].subid == mySubid)
+		first--;
+	if (first == nholdings)
+		return;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		int			i;
+
+		for (i = first; i < nholdings; i++)
+			holdings[i].subid = parentSubid;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		release_holdings(first, true);
+		nholdings = first;
+	}
+}
+
+/*
+ * What a number without a ledger row, below the highest one of its period,
+ * is: free (handed out again next), perhaps in flight (a running
+ * transaction may hold it), or lost.  An entry that is not loaded has
+ * nothing in flight, so its holes are free.
+ */
+HoleKind
+alloc_hole_kind(int32 series_id, const char *period, int64 invoice_no)
+{
+	AllocKey	key;
+	AllocEntry *entry;
+	HoleKind	kind = HOLE_FREE;
+	int			i;
+
+	if (alloc_shared == NULL)
+		return HOLE_FREE;
+	make_key(&key, series_id, period);
+	LWLockAcquire(alloc_shared->lock, LW_SHARED);
+	entry = hash_search(alloc_hash, &key, HASH_FIND, NULL);
+	if (entry != NULL && entry->state == ALLOC_READY && !entry->spilled)
+	{
+		kind = entry->inflight > 0 ? HOLE_IN_FLIGHT : HOLE_LOST;
+		for (i = 0; i < entry->nfree; i++)
+			if (entry->free[i].invoice_no == invoice_no)
+				kind = HOLE_FREE;
+	}
+	LWLockRelease(alloc_shared->lock);
+	return kind;
+}

@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * alloc.h
+ *		The allocator: which number a (series, period) hands out next.
+ *
+ * Shared memory holds one entry per (database, ledger, series, period) in
+ * use: the next number never handed out, and the *free* numbers, those that
+ * were handed to a transaction that did not commit them.  An entry is
+ * loaded from the ledger on first use, so it is rebuilt after a restart,
+ * a crash, a promotion or a restore.  A process that takes a number holds
+ * it until its transaction ends: it is kept if the transaction commits, and
+ * goes back to the free set if the transaction, or the subtransaction that
+ * took it, aborts.
+ *
+ * Locking: one LWLock protects every entry; nothing is done under it but
+ * reading and writing a few words of an entry.  Loading an entry from the
+ * ledger happens outside the lock, with the entry marked LOADING; others
+ * wait on a condition variable.  An entry is evicted, or reloaded, only
+ * while no transaction holds a number of it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVOICE_SEQ_ALLOC_H
+#define INVOICE_SEQ_ALLOC_H
+
+#include "invoice_seq.h"
+
+/* Free numbers an entry remembers; more are found again by a reload. */
+#define ISEQ_FREE_SLOTS			256
+
+/* What a number below an entry's next, with no ledger row, is. */
+typedef enum HoleKind
+{
+	HOLE_FREE,					/* handed out again by the next caller */
+	HOLE_IN_FLIGHT,				/* perhaps held by a transaction still running */
+	HOLE_LOST					/* neither: a gap */
+} HoleKind;
+
+/* A number taken from the allocator by this transaction. */
+typedef struct TakenNumber
+{
+	int64		invoice_no;
+	TimestampTz limit;			/* latest day it may be issued on, for a
+								 * chronological series */
+	bool		recycled;		/* it was a free number */
+	bool		sweep_due;		/* free numbers of earlier periods may need
+								 * voiding (see void_ended_periods) */
+} TakenNumber;
+
+extern int	invoice_seq_max_periods;
+
+extern Size alloc_shmem_size(void);
+extern void alloc_shmem_init(void);
+extern void alloc_take(const InvoiceSeries *series, const char *period,
+					   TimestampTz now, TakenNumber *taken);
+extern bool alloc_claim(const InvoiceSeries *series, const char *period,
+						int64 invoice_no, TakenNumber *taken);
+extern void alloc_sweep_done(const InvoiceSeries *series, const char *period);
+extern void alloc_forget(const InvoiceSeries *series, const char *period,
+						 int64 invoice_no);
+extern HoleKind alloc_hole_kind(int32 series_id, const char *period,
+								int64 invoice_no);
+
+#endif							/* INVOICE_SEQ_ALLOC_H */

@@ -1,0 +1,26 @@
+/*-------------------------------------------------------------------------
+ *
+ * ledger.h
+ *		Rows of invoice_seq.ledger_entry: numbers taken and recorded in the
+ *		transaction that takes them, idempotency keys, and the transitions
+ *		reserved -> issued and reserved -> voided.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVOICE_SEQ_LEDGER_H
+#define INVOICE_SEQ_LEDGER_H
+
+#include "invoice_seq.h"
+
+/* Who voids a number that can no longer be issued: the extension itself. */
+#define AUTO_VOIDED_BY "invoice_seq"
+
+extern bool ledger_find_key(const InvoiceSeries *series, const char *key,
+							ReservedNumber *result);
+extern void ledger_take_number(const InvoiceSeries *series, const char *key,
+							   EntryStatus status, const char *role,
+							   TimestampTz now, ReservedNumber *result);
+extern char *number_label(const char *series, const char *period,
+						  int64 invoice_no);
+
+#endif							/* INVOICE_SEQ_LEDGER_H */

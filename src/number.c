@@ -1,0 +1,285 @@
+/*-------------------------------------------------------------------------
+ *
+ * number.c
+ *		The SQL functions that hand out numbers, next_invoice_no() and
+ *		reserve_invoice_no(), and where each number is taken.
+ *
+ * A number is taken where it is asked for: the caller's backend takes it
+ * from the allocator and records it in the caller's own transaction, so
+ * that it exists exactly if that transaction commits.
+ *
+ *	next_invoice_no()		always: the number is issued when the caller
+ *							commits, and free again if it does not.
+ *	reserve_invoice_no()	when no client can see the number before the
+ *							transaction's commit decides its fate: outside a
+ *							transaction block, at the top level, not in a
+ *							pipeline nor in a procedure.  The commit is then
+ *							made durable (and replicated to a synchronous
+ *							standby) whatever synchronous_commit says, and
+ *							happens before the statement's result is sent.
+ *
+ * A reservation made inside a transaction block must survive the caller's
+ * rollback, so it is made by the sequencer, in a transaction of its own
+ * (request.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "ledger.h"
+
+PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice_no);
+PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice);
+PG_FUNCTION_INFO_V1(invoice_seq_next_invoice_no);
+PG_FUNCTION_INFO_V1(invoice_seq_next_invoice);
+
+typedef enum NumberKind
+{
+	NUMBER_ONE_STEP,			/* next_invoice_no(): issued at commit */
+	NUMBER_RESERVE				/* reserve_invoice_no(): confirmed later */
+} NumberKind;
+
+/* Columns of reserve_invoice() and next_invoice(). */
+enum
+{
+	RESERVE_COLS = 6,
+	NEXT_COLS = 4
+};
+
+/* This transaction recorded a reservation and must commit durably. */
+static bool durable_commit = false;
+static bool callback_registered = false;
+
+/*
+ * Just before the commit of a transaction that recorded a reservation:
+ * make the commit wait for the WAL flush and for a synchronous standby,
+ * whatever synchronous_commit was set to meanwhile.
+ */
+static void
+durable_commit_callback(XactEvent event, void *arg)
+{
+	if (!durable_commit)
+		return;
+	if (event == XACT_EVENT_PRE_COMMIT && synchronous_commit < SYNCHRONOUS_COMMIT_ON)
+		(void) set_config_option("synchronous_commit", "on",
+								 PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		durable_commit = false;
+}
+
+static void
+require_durable_commit(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(durable_commit_callback, NULL);
+		callback_registered = true;
+	}
+	durable_commit = true;
+	ForceSyncCommit();
+
+	/* commit before the result reaches the client, even in extended protocol */
+	MyXactFlags |= XACT_FLAGS_NEEDIMMEDIATECOMMIT;
+}
+
+/*
+ * Can a reservation be recorded in the caller's transaction?  Only if the
+ * client cannot learn the number before that transaction's commit: not in a
+ * transaction block (explicit, or implicit in a query string of several
+ * statements), not in a pipeline of statements sharing one transaction, not
+ * in a subtransaction, and not in a procedure that may roll back.
+ */
+static bool
+can_reserve_here(void)
+{
+	return !IsTransactionBlock() &&
+		!(MyXactFlags & XACT_FLAGS_PIPELINING) &&
+		GetCurrentTransactionNestLevel() == 1 &&
+		!SPI_inside_nonatomic_context();
+}
+
+/* Read and check the arguments: the series, and the key of a reservation. */
+static void
+number_args(FunctionCallInfo fcinfo, NumberKind kind, char **name, char **key)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("series must not be NULL")));
+	*name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	series_check_name(*name);
+
+	*key = NULL;
+	if (kind == NUMBER_RESERVE && !PG_ARGISNULL(1))
+	{
+		*key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		if ((*key)[0] == '\0' || strlen(*key) > ISEQ_MAX_KEY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid idempotency key for invoice series \"%s\": it has %zu bytes",
+							*name, strlen(*key)),
+					 errdetail("An idempotency key has 1 to %d bytes.", ISEQ_MAX_KEY)));
+	}
+}
+
+/*
+ * Take a number in the caller's transaction.  The caller is connected to
+ * SPI as the extension's owner.
+ */
+static void
+take_here(InvoiceSeries *series, const char *key, NumberKind kind,
+		  const char *role, ReservedNumber *result)
+{
+	TimestampTz now = invoice_seq_now();
+
+	/* an admin's change we waited for counts from now on */
+	if (series_lock_for_numbering(series->id) &&
+		!series_lookup_by_id(series->id, series))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invoice series \"%s\" does not exist", series->name),
+				 errdetail("It was dropped while the request waited.")));
+	if (key != NULL)
+	{
+		LOCKTAG		tag;
+
+		key_lock_tag(&tag, series->id, key);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		if (ledger_find_key(series, key, result))
+			return;
+	}
+	ledger_take_number(series, key,
+					   kind == NUMBER_ONE_STEP ? ENTRY_ISSUED : ENTRY_RESERVED,
+					   role, now, result);
+	if (kind == NUMBER_RESERVE)
+		require_durable_commit();
+}
+
+/*
+ * Common part of reserve_invoice_no(), reserve_invoice(), next_invoice_no()
+ * and next_invoice().
+ */
+static void
+take_number(FunctionCallInfo fcinfo, NumberKind kind, InvoiceSeries *series,
+			ReservedNumber *result)
+{
+	const char *what = kind == NUMBER_ONE_STEP ? "next_invoice_no()" : "reserve_invoice_no()";
+	char	   *name;
+	char	   *key;
+	char	   *role;
+	bool		here;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	number_args(fcinfo, kind, &name, &key);
+
+	/* A number is a write, even when it is not the caller's. */
+	PreventCommandDuringRecovery(what);
+	PreventCommandIfReadOnly(what);
+	invoice_seq_require_sequencer();
+
+	role = GetUserNameFromId(GetUserId(), false);
+	here = (kind == NUMBER_ONE_STEP || can_reserve_here());
+
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+	if (!series_lookup(name, series))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invoice series \"%s\" does not exist", name)));
+	/* the rest runs with more rights than the caller: check them first */
+	series_check_member(series, save_userid);
+	if (here)
+		take_here(series, key, kind, role, result);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+
+	if (!here)
+		request_reserve_remote(series, key, role, result);
+}
+
+/*
+ * The row of reserve_invoice() and next_invoice(): series, period,
+ * invoice_no, display_no, and for a reservation, status and reserved_at.
+ */
+static Datum
+number_row(FunctionCallInfo fcinfo, NumberKind kind)
+{
+	InvoiceSeries series;
+	ReservedNumber result;
+	TupleDesc	desc = invoice_seq_result_desc(fcinfo);
+	Datum		values[RESERVE_COLS];
+	bool		nulls[RESERVE_COLS] = {0};
+
+	take_number(fcinfo, kind, &series, &result);
+
+	values[0] = CStringGetTextDatum(series.name);
+	values[1] = CStringGetTextDatum(result.period);
+	values[2] = Int64GetDatum(result.invoice_no);
+	values[3] = CStringGetTextDatum(result.display_no);
+	if (kind == NUMBER_RESERVE)
+	{
+		values[4] = CStringGetTextDatum(entry_status_name(result.status));
+		values[5] = TimestampTzGetDatum(result.reserved_at);
+	}
+	Assert(desc->natts == (kind == NUMBER_RESERVE ? RESERVE_COLS : NEXT_COLS));
+
+	return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+}
+
+/* The number alone: reserve_invoice_no() and next_invoice_no(). */
+static int64
+number_only(FunctionCallInfo fcinfo, NumberKind kind)
+{
+	InvoiceSeries series;
+	ReservedNumber result;
+
+	take_number(fcinfo, kind, &series, &result);
+	return result.invoice_no;
+}
+
+/* invoice_seq.reserve_invoice_no(series, idempotency_key) RETURNS bigint */
+Datum
+invoice_seq_reserve_invoice_no(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(number_only(fcinfo, NUMBER_RESERVE));
+}
+
+/*
+ * invoice_seq.reserve_invoice(series, idempotency_key)
+ *		RETURNS (series, period, invoice_no, display_no, status, reserved_at)
+ */
+Datum
+invoice_seq_reserve_invoice(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(number_row(fcinfo, NUMBER_RESERVE));
+}
+
+/* invoice_seq.next_invoice_no(series) RETURNS bigint */
+Datum
+invoice_seq_next_invoice_no(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(number_only(fcinfo, NUMBER_ONE_STEP));
+}
+
+/*
+ * invoice_seq.next_invoice(series)
+ *		RETURNS (series, period, invoice_no, display_no)
+ */
+Datum
+invoice_seq_next_invoice(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(number_row(fcinfo, NUMBER_ONE_STEP));
+}
