@@ -3,7 +3,9 @@
 -- counted instead of failing.
 CREATE EXTENSION IF NOT EXISTS invoice_seq;
 DROP TABLE IF EXISTS inv_nextval, inv_counter, inv_max_plus_one, inv_two_phase,
-                     inv_one_step, counters;
+                     inv_one_step, counters, inv_ideal, ideal_ledger, inv_compact,
+                     inv_invoice_nextval, inv_invoice_one_step,
+                     line_invoice_nextval, line_invoice_one_step;
 DROP SEQUENCE IF EXISTS inv_seq;
 CREATE SEQUENCE inv_seq;
 CREATE TABLE inv_nextval (no bigint PRIMARY KEY, customer text NOT NULL,
@@ -12,6 +14,25 @@ CREATE TABLE inv_nextval (no bigint PRIMARY KEY, customer text NOT NULL,
 CREATE TABLE inv_counter (LIKE inv_nextval INCLUDING ALL);
 CREATE TABLE inv_two_phase (LIKE inv_nextval INCLUDING ALL);
 CREATE TABLE inv_one_step (LIKE inv_nextval INCLUDING ALL);
+CREATE TABLE inv_compact (LIKE inv_nextval INCLUDING ALL);
 CREATE TABLE inv_max_plus_one (LIKE inv_nextval);
 CREATE TABLE counters (name text PRIMARY KEY, n bigint NOT NULL);
 INSERT INTO counters VALUES ('inv', 0);
+
+-- The ideal: besides its invoice, a ~100-byte row per number under a
+-- 3-column primary key, as a ledger has, written by the same statement.
+CREATE TABLE inv_ideal (LIKE inv_nextval INCLUDING ALL);
+CREATE TABLE ideal_ledger (series_id integer NOT NULL, period text NOT NULL,
+                           invoice_no bigint NOT NULL, display_no text NOT NULL,
+                           status text NOT NULL, external_ref text,
+                           issued_at timestamptz NOT NULL, issued_by text NOT NULL,
+                           PRIMARY KEY (series_id, period, invoice_no));
+
+-- A realistic invoice: a header (as above) and 5 lines of ~100 bytes.
+CREATE TABLE inv_invoice_nextval (LIKE inv_nextval INCLUDING ALL);
+CREATE TABLE inv_invoice_one_step (LIKE inv_nextval INCLUDING ALL);
+CREATE TABLE line_invoice_nextval (invoice_no bigint NOT NULL, line_no integer NOT NULL,
+                                   product text NOT NULL, quantity numeric NOT NULL,
+                                   price numeric NOT NULL, description text NOT NULL,
+                                   PRIMARY KEY (invoice_no, line_no));
+CREATE TABLE line_invoice_one_step (LIKE line_invoice_nextval INCLUDING ALL);
