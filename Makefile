@@ -19,7 +19,8 @@ OBJS = \
 	src/number.o \
 	src/request.o \
 	src/sequencer.o \
-	src/series.o
+	src/series.o \
+	src/util.o
 PGFILEDESC = "invoice_seq - gap-free, crash-safe invoice numbering"
 
 EXTENSION = invoice_seq
@@ -45,8 +46,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# PGXS does not track header dependencies; every file includes this one.
-$(OBJS): src/invoice_seq.h src/alloc.h src/ledger.h
+# PGXS does not track header dependencies: rebuild everything when any
+# header changes.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: regresscheck isolationcheck tapcheck
 

@@ -25,16 +25,16 @@
 #include "miscadmin.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
+#include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "alloc.h"
-
-/* invoice_seq.max_periods: how many (series, period) entries fit. */
-int			invoice_seq_max_periods = 1024;
+#include "util.h"
 
 typedef struct AllocKey
 {

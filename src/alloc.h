@@ -47,8 +47,6 @@ typedef struct TakenNumber
 								 * voiding (see void_ended_periods) */
 } TakenNumber;
 
-extern int	invoice_seq_max_periods;
-
 extern Size alloc_shmem_size(void);
 extern void alloc_shmem_init(void);
 extern void alloc_take(const InvoiceSeries *series, const char *period,

@@ -36,6 +36,9 @@
 #include "utils/tuplestore.h"
 
 #include "alloc.h"
+#include "request.h"
+#include "series.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_check_series);
 
@@ -256,7 +259,7 @@ invoice_seq_stats(PG_FUNCTION_ARGS)
 	uint64		seen = 0;
 	int			i;
 
-	invoice_seq_require_sequencer();
+	request_require_preloaded();
 	desc = invoice_seq_result_desc(fcinfo);
 
 	LWLockAcquire(sequencer_shared->lock, LW_SHARED);

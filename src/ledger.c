@@ -44,6 +44,9 @@
 
 #include "alloc.h"
 #include "ledger.h"
+#include "ledger_am.h"
+#include "series.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_confirm_invoice_no);
 PG_FUNCTION_INFO_V1(invoice_seq_void_invoice_no);

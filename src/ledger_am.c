@@ -58,7 +58,8 @@
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 
-#include "invoice_seq.h"
+#include "ledger_am.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_ledger_handler);
 

@@ -38,6 +38,9 @@
 #include "utils/guc.h"
 
 #include "ledger.h"
+#include "request.h"
+#include "series.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice_no);
 PG_FUNCTION_INFO_V1(invoice_seq_reserve_invoice);
@@ -188,7 +191,7 @@ take_number(FunctionCallInfo fcinfo, NumberKind kind, InvoiceSeries *series,
 	/* A number is a write, even when it is not the caller's. */
 	PreventCommandDuringRecovery(what);
 	PreventCommandIfReadOnly(what);
-	invoice_seq_require_sequencer();
+	request_require_preloaded();
 
 	role = GetUserNameFromId(GetUserId(), false);
 	here = (kind == NUMBER_ONE_STEP || can_reserve_here());

@@ -40,7 +40,9 @@
 #include "utils/builtins.h"
 #include "utils/wait_event.h"
 
-#include "invoice_seq.h"
+#include "request.h"
+#include "series.h"
+#include "util.h"
 
 /* NULL unless the library was preloaded. */
 SequencerShared *sequencer_shared = NULL;
@@ -190,28 +192,14 @@ typedef enum RequestOutcome
 	REQUEST_LOCKED				/* retry once *lock is free */
 } RequestOutcome;
 
-/*
- * Hand a reservation request to the sequencer and wait for its answer.
- */
-static RequestOutcome
-request_reserve(const InvoiceSeries *series, const char *key,
-				const char *role, ReservedNumber *result, RequestError *error,
-				RequestLock *lock)
+/* Fill our slot with a request, queue it and wake the sequencer. */
+static void
+submit_request(int slotno, const InvoiceSeries *series, const char *key,
+			   const char *role)
 {
 	SequencerShared *shared = sequencer_shared;
-	int			slotno = MyProc->pgprocno;
-	SequencerRequest *slot;
+	SequencerRequest *slot = &shared->slots[slotno];
 	Latch	   *sequencer_latch;
-	volatile RequestOutcome outcome = REQUEST_FAILED;
-
-	if (slotno < 0 || slotno >= shared->nslots)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this process cannot reserve invoice numbers"),
-				 errdetail("Its process number %d has no request slot.", slotno)));
-	slot = &shared->slots[slotno];
-
-	wait_for_free_slot(slot);
 
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	slot->abandoned = false;
@@ -230,6 +218,87 @@ request_reserve(const InvoiceSeries *series, const char *key,
 
 	if (sequencer_latch)
 		SetLatch(sequencer_latch);
+}
+
+/*
+ * If the sequencer has answered, copy the answer out and free the slot.
+ * Caller holds the lock exclusively.
+ */
+static bool
+take_answer(SequencerRequest *slot, ReservedNumber *result, RequestError *error,
+			RequestLock *lock, RequestOutcome *outcome)
+{
+	if (slot->state != REQUEST_DONE)
+		return false;
+	if (slot->ok)
+	{
+		*outcome = REQUEST_RESERVED;
+		memcpy(result, &slot->result, sizeof(ReservedNumber));
+	}
+	else if (slot->locked != REQUEST_LOCK_NONE)
+	{
+		*outcome = REQUEST_LOCKED;
+		*lock = slot->locked;
+	}
+	else
+	{
+		*outcome = REQUEST_FAILED;
+		memcpy(error, &slot->error, sizeof(RequestError));
+	}
+	slot->state = REQUEST_FREE;
+	return true;
+}
+
+/*
+ * A request that is still queued while no sequencer runs waits at most
+ * invoice_seq.sequencer_timeout for one to start; then it is withdrawn and
+ * this returns true.  Once the sequencer has taken a request, it always
+ * answers, even if it exits.  Caller holds the lock exclusively.
+ */
+static bool
+give_up_waiting(int slotno, bool running, TimestampTz *absent_since)
+{
+	SequencerRequest *slot = &sequencer_shared->slots[slotno];
+	TimestampTz now;
+
+	if (running || slot->state != REQUEST_QUEUED)
+	{
+		*absent_since = 0;
+		return false;
+	}
+	now = GetCurrentTimestamp();
+	if (*absent_since == 0)
+		*absent_since = now;
+	if (!TimestampDifferenceExceeds(*absent_since, now,
+									invoice_seq_sequencer_timeout))
+		return false;
+	request_queue_remove(slotno);
+	slot->state = REQUEST_FREE;
+	return true;
+}
+
+/*
+ * Hand a reservation request to the sequencer and wait for its answer.
+ */
+static RequestOutcome
+request_reserve(const InvoiceSeries *series, const char *key,
+				const char *role, ReservedNumber *result, RequestError *error,
+				RequestLock *lock)
+{
+	SequencerShared *shared = sequencer_shared;
+	int			slotno = MyProc->pgprocno;
+	SequencerRequest *slot;
+	RequestOutcome outcome = REQUEST_FAILED;
+
+	if (slotno < 0 || slotno >= shared->nslots)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this process cannot reserve invoice numbers"),
+				 errdetail("Its process number %d has no request slot.", slotno)));
+	slot = &shared->slots[slotno];
+
+	wait_for_free_slot(slot);
+	submit_request(slotno, series, key, role);
 
 	PG_ENSURE_ERROR_CLEANUP(request_withdraw, Int32GetDatum(slotno));
 	{
@@ -237,53 +306,19 @@ request_reserve(const InvoiceSeries *series, const char *key,
 
 		for (;;)
 		{
+			bool		answered;
 			bool		running;
 			bool		given_up = false;
 
 			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-			if (slot->state == REQUEST_DONE)
-			{
-				if (slot->ok)
-				{
-					outcome = REQUEST_RESERVED;
-					memcpy(result, &slot->result, sizeof(ReservedNumber));
-				}
-				else if (slot->locked != REQUEST_LOCK_NONE)
-				{
-					outcome = REQUEST_LOCKED;
-					*lock = slot->locked;
-				}
-				else
-					memcpy(error, &slot->error, sizeof(RequestError));
-				slot->state = REQUEST_FREE;
-				LWLockRelease(shared->lock);
-				break;
-			}
-
-			/*
-			 * A request that is still queued while no sequencer runs waits at
-			 * most invoice_seq.sequencer_timeout for one to start.  Once the
-			 * sequencer has taken it, it always answers, even if it exits.
-			 */
+			answered = take_answer(slot, result, error, lock, &outcome);
 			running = (shared->sequencer_pid != 0);
-			if (running || slot->state != REQUEST_QUEUED)
-				absent_since = 0;
-			else
-			{
-				TimestampTz now = GetCurrentTimestamp();
-
-				if (absent_since == 0)
-					absent_since = now;
-				if (TimestampDifferenceExceeds(absent_since, now,
-											   invoice_seq_sequencer_timeout))
-				{
-					request_queue_remove(slotno);
-					slot->state = REQUEST_FREE;
-					given_up = true;
-				}
-			}
+			if (!answered)
+				given_up = give_up_waiting(slotno, running, &absent_since);
 			LWLockRelease(shared->lock);
 
+			if (answered)
+				break;
 			if (given_up)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -305,10 +340,22 @@ request_reserve(const InvoiceSeries *series, const char *key,
 	return outcome;
 }
 
+/* Raise 55000 unless the library was preloaded (and the sequencer exists). */
+void
+request_require_preloaded(void)
+{
+	if (sequencer_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invoice_seq sequencer is not available"),
+				 errdetail("invoice_seq was not loaded at server start."),
+				 errhint("Add invoice_seq to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
 /*
  * Reserve a number of a series through the sequencer, in a transaction of
  * its own that commits at once, and wait for it.  The caller has checked
- * everything it can check alone.
+ * everything it can check alone, the library's preloading included.
  */
 void
 request_reserve_remote(const InvoiceSeries *series, const char *key,
@@ -317,7 +364,6 @@ request_reserve_remote(const InvoiceSeries *series, const char *key,
 	char	   *dbname;
 	LOCKTAG		tag;
 
-	invoice_seq_require_sequencer();
 	dbname = get_database_name(MyDatabaseId);
 	if (strcmp(dbname, invoice_seq_database) != 0)
 		ereport(ERROR,

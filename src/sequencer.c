@@ -49,6 +49,10 @@
 #include "utils/wait_event.h"
 
 #include "ledger.h"
+#include "request.h"
+#include "sequencer.h"
+#include "series.h"
+#include "util.h"
 
 typedef enum EntryOutcome
 {

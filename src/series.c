@@ -24,7 +24,8 @@
 #include "utils/fmgrprotos.h"
 #include "common/hashfn.h"
 
-#include "invoice_seq.h"
+#include "series.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_create_series);
 PG_FUNCTION_INFO_V1(invoice_seq_alter_series);

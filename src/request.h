@@ -1,0 +1,128 @@
+/*-------------------------------------------------------------------------
+ *
+ * request.h
+ *		The request slots in shared memory through which backends ask the
+ *		sequencer for reservations, and the client side of that exchange.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVOICE_SEQ_REQUEST_H
+#define INVOICE_SEQ_REQUEST_H
+
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#include "invoice_seq.h"
+
+/*
+ * A batch never holds more subtransactions than a PGPROC caches subxids
+ * (PGPROC_MAX_CACHED_SUBXIDS), so that other backends' snapshots never
+ * overflow into pg_subtrans while a batch is in progress.
+ */
+#define ISEQ_MAX_BATCH			64
+
+/* An error to be re-raised in the requesting backend. */
+typedef struct RequestError
+{
+	int			sqlerrcode;
+	char		message[ISEQ_MAX_ERRTEXT + 1];
+	char		detail[ISEQ_MAX_ERRTEXT + 1];
+	char		hint[ISEQ_MAX_ERRTEXT + 1];
+} RequestError;
+
+/*
+ * Life cycle of a request slot.  Each backend owns the slot indexed by its
+ * pgprocno, so a backend never waits for a free slot held by someone else.
+ *
+ *	FREE	-> QUEUED	backend submits (and appends the slot to the queue)
+ *	QUEUED	-> FREE		backend withdraws (cancel, timeout)
+ *	QUEUED	-> WORKING	sequencer takes it into a batch
+ *	WORKING -> DONE		sequencer answers; or -> FREE if the backend left
+ *	DONE	-> FREE		backend reads the answer
+ */
+typedef enum RequestState
+{
+	REQUEST_FREE = 0,
+	REQUEST_QUEUED,
+	REQUEST_WORKING,
+	REQUEST_DONE
+} RequestState;
+
+/* A lock the sequencer found busy, which the requester waits for. */
+typedef enum RequestLock
+{
+	REQUEST_LOCK_NONE,
+	REQUEST_LOCK_SERIES,		/* an admin's transaction holds the series */
+	REQUEST_LOCK_KEY			/* another transaction records the same key */
+} RequestLock;
+
+typedef struct SequencerRequest
+{
+	RequestState state;
+	bool		abandoned;		/* requester stopped waiting */
+	bool		committing;		/* its batch has started to commit */
+	TimestampTz submitted_at;
+
+	/* the request */
+	int32		series_id;
+	char		series[ISEQ_MAX_SERIES_NAME + 1];
+	char		role[NAMEDATALEN];
+	bool		has_key;
+	char		key[ISEQ_MAX_KEY + 1];
+	TimestampTz clock;			/* invoice_seq.test_clock, or 0 */
+
+	/* the answer, valid once state is REQUEST_DONE */
+	bool		ok;
+	RequestLock locked;			/* not ok: retry once this lock is free */
+	ReservedNumber result;
+	RequestError error;
+} SequencerRequest;
+
+/*
+ * Counters for the invoice_seq.stats view, since the server started (or the
+ * last invoice_seq.stats_reset()).  Queue waits, from submission until the
+ * sequencer takes the request, go into power-of-two buckets of
+ * microseconds: bucket i counts waits below 2^i us.
+ */
+#define ISEQ_WAIT_BUCKETS		32
+
+typedef struct SequencerStats
+{
+	uint64		requests;		/* requests answered (any outcome) */
+	uint64		batches;		/* batches committed or failed */
+	uint64		max_batch;		/* largest batch */
+	uint64		wait_sum_us;	/* total queue wait */
+	uint64		wait_buckets[ISEQ_WAIT_BUCKETS];
+	uint64		starts;			/* sequencer starts */
+	TimestampTz reset_at;
+} SequencerStats;
+
+typedef struct SequencerShared
+{
+	LWLock	   *lock;			/* protects everything below */
+	pid_t		sequencer_pid;	/* 0 while no sequencer is running */
+	Latch	   *sequencer_latch;
+	int			nslots;
+
+	SequencerStats stats;
+
+	/* FIFO of slot numbers in state QUEUED */
+	int			queue_head;
+	int			queue_len;
+	SequencerRequest slots[FLEXIBLE_ARRAY_MEMBER];
+	/* followed by the queue itself: nslots ints */
+} SequencerShared;
+
+/* NULL unless the library was preloaded. */
+extern SequencerShared *sequencer_shared;
+
+extern Size request_shmem_size(void);
+extern void request_shmem_init(void);
+extern void request_queue_push(int slotno);
+extern int	request_queue_pop(void);
+extern void request_reserve_remote(const InvoiceSeries *series, const char *key,
+								   const char *role, ReservedNumber *result);
+
+extern void request_require_preloaded(void);
+
+#endif							/* INVOICE_SEQ_REQUEST_H */

@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.h
+ *		Helpers every module uses: acting as the extension's owner, running
+ *		statements on its tables, the clock, and entry statuses.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVOICE_SEQ_UTIL_H
+#define INVOICE_SEQ_UTIL_H
+
+#include "executor/spi.h"
+#include "fmgr.h"
+
+#include "invoice_seq.h"
+
+extern Oid	invoice_seq_owner(void);
+extern void invoice_seq_become_owner(Oid *save_userid, int *save_sec_context);
+extern SPIPlanPtr invoice_seq_plan(SPIPlanPtr *cache, const char *sql,
+								   int nargs, Oid *argtypes);
+extern int	invoice_seq_execute(SPIPlanPtr plan, Datum *values,
+								const char *nulls, bool read_only, long tcount);
+extern void invoice_seq_spi_check(int rc, int expected, const char *what);
+extern TupleDesc invoice_seq_result_desc(FunctionCallInfo fcinfo);
+extern TimestampTz invoice_seq_test_now(void);
+extern TimestampTz invoice_seq_now(void);
+extern Oid	invoice_seq_ledger_relid(void);
+extern const char *entry_status_name(EntryStatus status);
+extern EntryStatus parse_entry_status(const char *status);
+
+
+#endif							/* INVOICE_SEQ_UTIL_H */
