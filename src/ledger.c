@@ -214,9 +214,15 @@ ledger_insert(const NewEntry *e)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		MemoryContextSwitchTo(oldcontext);
-		if (geterrcode() == ERRCODE_UNIQUE_VIOLATION && e->key == NULL)
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			edata->constraint_name != NULL &&
+			strcmp(edata->constraint_name, "ledger_entry_pkey") == 0)
 			alloc_forget(e->series, e->period, e->invoice_no);
+		FreeErrorData(edata);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -227,17 +233,18 @@ ledger_insert(const NewEntry *e)
  * finds, without predicate locks: a dirty snapshot sees committed and
  * in-progress versions, and we wait for a transaction that is inserting or
  * changing the row to end before we look again.  Returns false if there is
- * no such row; *waited says whether a concurrent change was waited for.
+ * no such row; *changed says whether a transaction we waited for committed
+ * a change of it.
  */
 static bool
 find_row(const char *index_name, ScanKey keys, int nkeys, ItemPointer tid,
-		 bool *waited)
+		 bool *changed)
 {
 	Relation	rel = table_open(invoice_seq_ledger_relid(), AccessShareLock);
 	Oid			indexoid = get_relname_relid(index_name, RelationGetNamespace(rel));
 	bool		found = false;
 
-	*waited = false;
+	*changed = false;
 	for (;;)
 	{
 		SnapshotData dirty;
@@ -262,7 +269,8 @@ find_row(const char *index_name, ScanKey keys, int nkeys, ItemPointer tid,
 		if (!TransactionIdIsValid(busy))
 			break;
 		XactLockTableWait(busy, rel, tid, XLTW_None);
-		*waited = true;
+		/* a transaction that rolled back changed nothing */
+		*changed |= TransactionIdDidCommit(busy);
 		found = false;
 	}
 	table_close(rel, AccessShareLock);
@@ -280,23 +288,23 @@ text_key(ScanKey key, AttrNumber attno, const char *value)
  * Read the current version of the one row that an index scan with "keys"
  * finds (find_row), through "plan", a statement on "ctid = $1".  If the row
  * changed between the two, look again.  Returns false if there is no such
- * row; else SPI_tuptable holds it, and *waited says whether a concurrent
- * change of it was waited for.
+ * row; else SPI_tuptable holds it, and *changed says whether a transaction
+ * we waited for committed a change of it.
  */
 static bool
 fetch_row(const char *index_name, ScanKey keys, int nkeys, SPIPlanPtr plan,
-		  const char *what, bool *waited)
+		  const char *what, bool *changed)
 {
 	ItemPointerData tid;
-	bool		waited_now;
+	bool		changed_now;
 	int			rc;
 
-	*waited = false;
+	*changed = false;
 	do
 	{
-		if (!find_row(index_name, keys, nkeys, &tid, &waited_now))
+		if (!find_row(index_name, keys, nkeys, &tid, &changed_now))
 			return false;
-		*waited |= waited_now;
+		*changed |= changed_now;
 		rc = invoice_seq_execute(plan, (Datum[1]) {PointerGetDatum(&tid)},
 								 NULL, false, 1);
 		invoice_seq_spi_check(rc, SPI_OK_SELECT, what);
@@ -398,7 +406,7 @@ ledger_find_key(const InvoiceSeries *series, const char *key,
 				ReservedNumber *result)
 {
 	ScanKeyData keys[2];
-	bool		waited;
+	bool		changed;
 	Oid			argtype = TIDOID;
 	SPIPlanPtr	plan;
 	HeapTuple	tuple;
@@ -415,7 +423,7 @@ ledger_find_key(const InvoiceSeries *series, const char *key,
 							" WHERE ctid OPERATOR(pg_catalog.=) $1",
 							1, &argtype);
 	if (!fetch_row("ledger_entry_idempotency_key", keys, 2, plan,
-				   "idempotency key lookup", &waited))
+				   "idempotency key lookup", &changed))
 		return false;
 
 	tuple = SPI_tuptable->vals[0];
@@ -728,7 +736,8 @@ transition_args(FunctionCallInfo fcinfo, Transition kind, TransitionArgs *a)
  * confirm and void of one number serialise on it.  The entry is found
  * without predicate locks and locked by its tuple id (fetch_row).  In
  * REPEATABLE READ and SERIALIZABLE, an entry changed by a transaction that
- * we waited for is a serialization failure, as a row lock would be.  Returns false if the
+ * we waited for, and that committed, is a serialization failure, as a row
+ * lock would be.  Returns false if the
  * number was never handed out.
  */
 static bool
@@ -738,7 +747,7 @@ lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	ScanKeyData keys[3];
 	Oid			argtype = TIDOID;
 	SPIPlanPtr	plan;
-	bool		waited;
+	bool		changed;
 	bool		isnull;
 
 	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
@@ -752,9 +761,9 @@ lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 							" WHERE ctid OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							1, &argtype);
 	if (!fetch_row("ledger_entry_pkey", keys, 3, plan,
-				   "locking the ledger entry", &waited))
+				   "locking the ledger entry", &changed))
 		return false;
-	if (waited && IsolationUsesXactSnapshot())
+	if (changed && IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access to %s", label),
