@@ -178,5 +178,32 @@ is( $node->safe_psql('postgres', q{
 		SELECT count(*) FROM invoice_seq.ledger WHERE series = 'SSI' AND status = 'issued'}),
 	$n_iseq, 'SERIALIZABLE: every confirmed number is issued');
 
+# 4. invoice_seq.max_periods bounds the allocator: when every entry holds
+# numbers of open transactions, one more period is refused with 54000; an
+# idle entry is evicted instead, and read again on its next use.
+$node->append_conf('postgresql.conf', 'invoice_seq.max_periods = 16');
+$node->restart;
+InvoiceSeqTest::wait_for_sequencer($node);
+$node->safe_psql('postgres',
+	"SELECT invoice_seq.create_series('M' || i) FROM generate_series(1, 17) i");
+my ($ret, $out, $err) = $node->psql('postgres', q{
+	BEGIN;
+	SELECT count(invoice_seq.next_invoice_no('M' || i)) FROM generate_series(1, 16) i;
+	\set VERBOSITY verbose
+	SELECT invoice_seq.next_invoice_no('M17');
+	ROLLBACK;});
+like($err, qr/ERROR:  54000: too many invoice series periods in use at once/,
+	'max_periods: a 17th period while 16 hold open numbers: 54000');
+like($err, qr/HINT:  Raise invoice_seq.max_periods/, 'max_periods: the hint says what to do');
+is($node->safe_psql('postgres', "SELECT invoice_seq.next_invoice_no('M17')"),
+	'1', 'max_periods: once the others are idle, one is evicted for the new period');
+my @firsts = map {
+	$node->safe_psql('postgres', "SELECT invoice_seq.next_invoice_no('M$_')")
+} 1 .. 16;
+is(join(',', @firsts), join(',', ('1') x 16),
+	'max_periods: every period, evicted or not, hands out its first number');
+is($node->safe_psql('postgres', "SELECT invoice_seq.next_invoice_no('M17')"),
+	'2', 'max_periods: a period read again after an eviction goes on');
+
 $node->stop;
 done_testing();
