@@ -179,7 +179,7 @@ is( $node->safe_psql('postgres', q{
 	$n_iseq, 'SERIALIZABLE: every confirmed number is issued');
 
 # 4. invoice_seq.max_periods bounds the allocator: when every entry holds
-# numbers of open transactions, one more period is refused with 54000; an
+# numbers of open transactions, one more period is refused with 53400; an
 # idle entry is evicted instead, and read again on its next use.
 $node->append_conf('postgresql.conf', 'invoice_seq.max_periods = 16');
 $node->restart;
@@ -192,8 +192,8 @@ my ($ret, $out, $err) = $node->psql('postgres', q{
 	\set VERBOSITY verbose
 	SELECT invoice_seq.next_invoice_no('M17');
 	ROLLBACK;});
-like($err, qr/ERROR:  54000: too many invoice series periods in use at once/,
-	'max_periods: a 17th period while 16 hold open numbers: 54000');
+like($err, qr/ERROR:  53400: too many invoice series periods in use at once/,
+	'max_periods: a 17th period while 16 hold open numbers: 53400');
 like($err, qr/HINT:  Raise invoice_seq.max_periods/, 'max_periods: the hint says what to do');
 is($node->safe_psql('postgres', "SELECT invoice_seq.next_invoice_no('M17')"),
 	'1', 'max_periods: once the others are idle, one is evicted for the new period');
