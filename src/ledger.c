@@ -284,6 +284,15 @@ text_key(ScanKey key, AttrNumber attno, const char *value)
 						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(value));
 }
 
+/* The first two keys of the primary key: the series and the period. */
+static void
+period_keys(ScanKey keys, int32 series_id, const char *period)
+{
+	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(series_id));
+	text_key(&keys[1], ENTRY_ATT_PERIOD, period);
+}
+
 /*
  * Read the current version of the one row that an index scan with "keys"
  * finds (find_row), through "plan", a statement on "ctid = $1".  If the row
@@ -332,9 +341,7 @@ nearest_issued(const InvoiceSeries *series, const char *period,
 	HeapTuple	tuple;
 	bool		found = false;
 
-	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(series->id));
-	text_key(&keys[1], ENTRY_ATT_PERIOD, period);
+	period_keys(keys, series->id, period);
 	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO,
 				above ? BTGreaterStrategyNumber : BTLessStrategyNumber,
 				above ? F_INT8GT : F_INT8LT, Int64GetDatum(invoice_no));
@@ -750,9 +757,7 @@ lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	bool		changed;
 	bool		isnull;
 
-	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
-				Int32GetDatum(series->id));
-	text_key(&keys[1], ENTRY_ATT_PERIOD, period);
+	period_keys(keys, series->id, period);
 	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(invoice_no));
 	plan = invoice_seq_plan(&lock_entry_plan,

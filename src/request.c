@@ -205,12 +205,12 @@ submit_request(int slotno, const InvoiceSeries *series, const char *key,
 	slot->abandoned = false;
 	slot->committing = false;
 	slot->submitted_at = GetCurrentTimestamp();
-	slot->series_id = series->id;
-	strlcpy(slot->series, series->name, sizeof(slot->series));
-	strlcpy(slot->role, role, sizeof(slot->role));
-	slot->has_key = (key != NULL);
-	strlcpy(slot->key, key ? key : "", sizeof(slot->key));
-	slot->clock = invoice_seq_test_now();
+	slot->request.series_id = series->id;
+	strlcpy(slot->request.series, series->name, sizeof(slot->request.series));
+	strlcpy(slot->request.role, role, sizeof(slot->request.role));
+	slot->request.has_key = (key != NULL);
+	strlcpy(slot->request.key, key ? key : "", sizeof(slot->request.key));
+	slot->request.clock = invoice_seq_test_now();
 	slot->state = REQUEST_QUEUED;
 	request_queue_push(slotno);
 	sequencer_latch = shared->sequencer_latch;

@@ -56,6 +56,17 @@ typedef enum RequestLock
 	REQUEST_LOCK_KEY			/* another transaction records the same key */
 } RequestLock;
 
+/* What a backend asks the sequencer for. */
+typedef struct ReserveRequest
+{
+	int32		series_id;
+	char		series[ISEQ_MAX_SERIES_NAME + 1];
+	char		role[NAMEDATALEN];
+	bool		has_key;
+	char		key[ISEQ_MAX_KEY + 1];
+	TimestampTz clock;			/* invoice_seq.test_clock, or 0 */
+} ReserveRequest;
+
 typedef struct SequencerRequest
 {
 	RequestState state;
@@ -63,13 +74,7 @@ typedef struct SequencerRequest
 	bool		committing;		/* its batch has started to commit */
 	TimestampTz submitted_at;
 
-	/* the request */
-	int32		series_id;
-	char		series[ISEQ_MAX_SERIES_NAME + 1];
-	char		role[NAMEDATALEN];
-	bool		has_key;
-	char		key[ISEQ_MAX_KEY + 1];
-	TimestampTz clock;			/* invoice_seq.test_clock, or 0 */
+	ReserveRequest request;
 
 	/* the answer, valid once state is REQUEST_DONE */
 	bool		ok;

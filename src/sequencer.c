@@ -66,12 +66,7 @@ typedef enum EntryOutcome
 typedef struct BatchEntry
 {
 	int			slotno;
-	int32		series_id;
-	char		series[ISEQ_MAX_SERIES_NAME + 1];
-	char		role[NAMEDATALEN];
-	bool		has_key;
-	char		key[ISEQ_MAX_KEY + 1];
-	TimestampTz clock;
+	ReserveRequest request;
 
 	EntryOutcome outcome;
 	RequestLock locked;			/* for ENTRY_LOCKED */
@@ -230,13 +225,13 @@ sequencer_detach(int code, Datum arg)
 			set_error(&entry->error, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
 					  "invoice_seq sequencer exited while committing a reservation",
 					  psprintf("A number of series \"%s\" may have been reserved.",
-							   entry->series),
+							   entry->request.series),
 					  "Retry with the same idempotency key, or look for the reservation in invoice_seq.ledger.");
 		else
 			set_error(&entry->error, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
 					  "invoice_seq sequencer exited before reserving a number",
 					  psprintf("No number of series \"%s\" was reserved.",
-							   entry->series),
+							   entry->request.series),
 					  "Retry; the sequencer is restarted automatically.");
 		entry->outcome = ENTRY_FAILED;
 	}
@@ -271,12 +266,7 @@ take_requests(void)
 
 		entry = &batch[nbatch++];
 		entry->slotno = slotno;
-		entry->series_id = slot->series_id;
-		strlcpy(entry->series, slot->series, sizeof(entry->series));
-		strlcpy(entry->role, slot->role, sizeof(entry->role));
-		entry->has_key = slot->has_key;
-		strlcpy(entry->key, slot->key, sizeof(entry->key));
-		entry->clock = slot->clock;
+		entry->request = slot->request;
 		entry->outcome = ENTRY_PENDING;
 
 		{
@@ -334,7 +324,11 @@ run_batch(void)
 		pgstat_report_activity(STATE_RUNNING, "reserving invoice numbers");
 
 		for (i = 0; i < nbatch; i++)
-			process_entry(&batch[i], batch[i].clock != 0 ? batch[i].clock : now);
+		{
+			TimestampTz clock = batch[i].request.clock;
+
+			process_entry(&batch[i], clock != 0 ? clock : now);
+		}
 
 		/* From here on, a reservation may be durable even if we die. */
 		LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
@@ -370,7 +364,7 @@ run_batch(void)
 				continue;
 			set_error(&batch[i].error, edata->sqlerrcode, edata->message,
 					  psprintf("No number of series \"%s\" was reserved.",
-							   batch[i].series),
+							   batch[i].request.series),
 					  "Retry the reservation.");
 			batch[i].outcome = ENTRY_FAILED;
 		}
@@ -399,11 +393,11 @@ try_locks(const BatchEntry *entry)
 {
 	LOCKTAG		tag;
 
-	if (!series_try_lock_for_numbering(entry->series_id))
+	if (!series_try_lock_for_numbering(entry->request.series_id))
 		return REQUEST_LOCK_SERIES;
-	if (!entry->has_key)
+	if (!entry->request.has_key)
 		return REQUEST_LOCK_NONE;
-	key_lock_tag(&tag, entry->series_id, entry->key);
+	key_lock_tag(&tag, entry->request.series_id, entry->request.key);
 	if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
 		return REQUEST_LOCK_KEY;
 	return REQUEST_LOCK_NONE;
@@ -427,15 +421,15 @@ process_entry(BatchEntry *entry, TimestampTz now)
 		if (entry->locked == REQUEST_LOCK_NONE)
 		{
 			InvoiceSeries series;
-			const char *key = entry->has_key ? entry->key : NULL;
+			const char *key = entry->request.has_key ? entry->request.key : NULL;
 
-			if (!series_lookup_by_id(entry->series_id, &series))
+			if (!series_lookup_by_id(entry->request.series_id, &series))
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("invoice series \"%s\" does not exist", entry->series),
+						 errmsg("invoice series \"%s\" does not exist", entry->request.series),
 						 errdetail("It was dropped while the reservation waited.")));
 			if (key == NULL || !ledger_find_key(&series, key, &entry->result))
-				ledger_take_number(&series, key, ENTRY_RESERVED, entry->role,
+				ledger_take_number(&series, key, ENTRY_RESERVED, entry->request.role,
 								   now, &entry->result);
 			entry->outcome = ENTRY_OK;
 		}
