@@ -75,10 +75,13 @@ while (time < $deadline)
 {
 	$round++;
 	my @scripts;
+	# keyed reservations: clients 1 and 2 inside a transaction block (the
+	# sequencer records them), 3 and 4 outside (their own statement does)
 	for my $c (1 .. 4)
 	{
 		push @scripts, "SET application_name = 'soak_client';\n" . join '', map {
-			"SELECT 'k$round-c$c-$_', invoice_seq.reserve_invoice_no('S', 'k$round-c$c-$_');\n"
+			my $sql = "SELECT 'k$round-c$c-$_', invoice_seq.reserve_invoice_no('S', 'k$round-c$c-$_');";
+			($c <= 2 ? "BEGIN; $sql COMMIT;" : $sql) . "\n"
 		} 1 .. 20000;
 	}
 	for my $c (5 .. 8)
