@@ -16,10 +16,11 @@
 
 #include "alloc.h"
 #include "ledger_am.h"
+#include "pg_version_compat.h"
 #include "request.h"
 #include "sequencer.h"
 
-PG_MODULE_MAGIC;
+INVOICE_SEQ_MODULE_MAGIC;
 
 
 void		_PG_init(void);

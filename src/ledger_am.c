@@ -15,7 +15,7 @@
  *						invoice_seq's own functions make, one named entry at
  *						a time (ledger_am_permit_update);
  *	truncation			refused (relation_nontransactional_truncate, and
- *						relation_set_new_filenode on a table that already
+ *						relation_set_new_filelocator on a table that already
  *						existed before this transaction).
  *
  * A ProcessUtility hook refuses the utility commands that would get around
@@ -59,6 +59,7 @@
 #include "utils/syscache.h"
 
 #include "ledger_am.h"
+#include "pg_version_compat.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_ledger_handler);
@@ -201,7 +202,7 @@ static TM_Result
 ledger_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 					CommandId cid, Snapshot snapshot, Snapshot crosscheck,
 					bool wait, TM_FailureData *tmfd,
-					LockTupleMode *lockmode, bool *update_indexes)
+					LockTupleMode *lockmode, TU_UpdateIndexes *update_indexes)
 {
 	TupleTableSlot *oldslot;
 	bool		by_script;
@@ -233,15 +234,15 @@ ledger_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
  * table of a rewrite (VACUUM FULL, CLUSTER, ALTER TABLE).
  */
 static void
-ledger_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode,
-								 char persistence, TransactionId *freezeXid,
-								 MultiXactId *minmulti)
+ledger_relation_set_new_filelocator(Relation rel, const RelFileLocator *newrlocator,
+									char persistence, TransactionId *freezeXid,
+									MultiXactId *minmulti)
 {
 	if (rel->rd_createSubid == InvalidSubTransactionId &&
-		rel->rd_firstRelfilenodeSubid == InvalidSubTransactionId)
+		rel->rd_firstRelfilelocatorSubid == InvalidSubTransactionId)
 		refuse(rel, "truncate", INSERT_ONLY_DETAIL);
-	heap_routine->relation_set_new_filenode(rel, newrnode, persistence,
-											freezeXid, minmulti);
+	heap_routine->relation_set_new_filelocator(rel, newrlocator, persistence,
+											   freezeXid, minmulti);
 }
 
 static void
@@ -251,9 +252,9 @@ ledger_relation_nontransactional_truncate(Relation rel)
 }
 
 static void
-ledger_relation_copy_data(Relation rel, const RelFileNode *newrnode)
+ledger_relation_copy_data(Relation rel, const RelFileLocator *newrlocator)
 {
-	AS_HEAP(rel, heap_routine->relation_copy_data(rel, newrnode));
+	AS_HEAP(rel, heap_routine->relation_copy_data(rel, newrlocator));
 }
 
 static void
@@ -265,21 +266,24 @@ ledger_relation_copy_for_cluster(Relation OldTable, Relation NewTable,
 								 double *num_tuples, double *tups_vacuumed,
 								 double *tups_recently_dead)
 {
+	const TableAmRoutine *saved_old = OldTable->rd_tableam;
 	const TableAmRoutine *saved_new = NewTable->rd_tableam;
 
+	/* both tables, in one PG_TRY: AS_HEAP would nest a second one */
+	OldTable->rd_tableam = heap_routine;
 	NewTable->rd_tableam = heap_routine;
 	PG_TRY();
 	{
-		AS_HEAP(OldTable,
-				heap_routine->relation_copy_for_cluster(OldTable, NewTable,
-														OldIndex, use_sort,
-														OldestXmin, xid_cutoff,
-														multi_cutoff, num_tuples,
-														tups_vacuumed,
-														tups_recently_dead));
+		heap_routine->relation_copy_for_cluster(OldTable, NewTable,
+												OldIndex, use_sort,
+												OldestXmin, xid_cutoff,
+												multi_cutoff, num_tuples,
+												tups_vacuumed,
+												tups_recently_dead);
 	}
 	PG_FINALLY();
 	{
+		OldTable->rd_tableam = saved_old;
 		NewTable->rd_tableam = saved_new;
 	}
 	PG_END_TRY();
@@ -339,7 +343,7 @@ invoice_seq_ledger_handler(PG_FUNCTION_ARGS)
 		ledger_routine = *heap_routine;
 		ledger_routine.tuple_delete = ledger_tuple_delete;
 		ledger_routine.tuple_update = ledger_tuple_update;
-		ledger_routine.relation_set_new_filenode = ledger_relation_set_new_filenode;
+		ledger_routine.relation_set_new_filelocator = ledger_relation_set_new_filelocator;
 		ledger_routine.relation_nontransactional_truncate = ledger_relation_nontransactional_truncate;
 		ledger_routine.relation_copy_data = ledger_relation_copy_data;
 		ledger_routine.relation_copy_for_cluster = ledger_relation_copy_for_cluster;
@@ -424,7 +428,7 @@ check_drop_ledger(Oid ledger)
 	if (entries > 0 && invoice_seq_ledger_archive != NULL &&
 		invoice_seq_ledger_archive[0] != '\0')
 	{
-		List	   *names = stringToQualifiedNameList(invoice_seq_ledger_archive);
+		List	   *names = stringToQualifiedNameList(invoice_seq_ledger_archive, NULL);
 
 		archive = RangeVarGetRelid(makeRangeVarFromNameList(names),
 								   AccessShareLock, true);

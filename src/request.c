@@ -40,6 +40,7 @@
 #include "utils/builtins.h"
 #include "utils/wait_event.h"
 
+#include "pg_version_compat.h"
 #include "request.h"
 #include "series.h"
 #include "util.h"
@@ -286,7 +287,7 @@ request_reserve(const InvoiceSeries *series, const char *key,
 				RequestLock *lock)
 {
 	SequencerShared *shared = sequencer_shared;
-	int			slotno = MyProc->pgprocno;
+	int			slotno = MyProcNumber;
 	SequencerRequest *slot;
 	RequestOutcome outcome = REQUEST_FAILED;
 
@@ -379,7 +380,7 @@ request_reserve_remote(const InvoiceSeries *series, const char *key,
 	 * take it, and waiting for it would be waiting for ourselves.
 	 */
 	series_lock_tag(&tag, series->id);
-	if (LockHeldByMe(&tag, ExclusiveLock))
+	if (LockHeldByMe(&tag, ExclusiveLock, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot reserve a number of invoice series \"%s\" in the transaction that changed it",

@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_version_compat.h
+ *		The differences between the PostgreSQL versions invoice_seq builds
+ *		against, in one place.
+ *
+ * The code is written against the newest API; this header maps it onto
+ * older servers.  Supported: 15 and later.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef INVOICE_SEQ_PG_VERSION_COMPAT_H
+#define INVOICE_SEQ_PG_VERSION_COMPAT_H
+
+#if PG_VERSION_NUM < 150000
+#error "invoice_seq needs PostgreSQL 15 or later"
+#endif
+
+#if PG_VERSION_NUM < 160000
+
+/* 16 renamed relation file "nodes" to "locators". */
+#define RelFileLocator RelFileNode
+#define rd_firstRelfilelocatorSubid rd_firstRelfilenodeSubid
+#define relation_set_new_filelocator relation_set_new_filenode
+
+/* 16 made tuple_update say which indexes need new entries. */
+typedef bool TU_UpdateIndexes;
+
+/* 16 added soft error reporting to name-list parsing. */
+#define stringToQualifiedNameList(string, escontext) \
+	stringToQualifiedNameList(string)
+
+#endif							/* PG_VERSION_NUM < 160000 */
+
+#if PG_VERSION_NUM < 170000
+
+/* 17 numbers processes with a global, and PGPROC lost pgprocno. */
+#define MyProcNumber (MyProc->pgprocno)
+
+/* 17 lets LockHeldByMe() accept a stronger lock. */
+#define LockHeldByMe(locktag, lockmode, orstronger) \
+	LockHeldByMe(locktag, lockmode)
+
+#endif							/* PG_VERSION_NUM < 170000 */
+
+/* 18 lets a module say its name and version (shown by pg_get_loaded_modules). */
+#if PG_VERSION_NUM >= 180000
+#define INVOICE_SEQ_MODULE_MAGIC \
+	PG_MODULE_MAGIC_EXT(.name = "invoice_seq", .version = "1.2")
+#else
+#define INVOICE_SEQ_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
+#endif							/* INVOICE_SEQ_PG_VERSION_COMPAT_H */
