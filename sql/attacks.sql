@@ -88,7 +88,11 @@ SELECT expect_error($$DELETE FROM invoice_seq.ledger$$);
 
 -- 4. Internal functions: the access method's handler is not callable, and
 -- the settings that matter are for superusers.
-SELECT expect_error($$SELECT invoice_seq.invoice_ledger_handler(NULL::internal)$$);
+-- (PostgreSQL's own refusal differs between releases, 42846 or 0A000: the
+-- test only shows that the call is refused.)
+SELECT expect_error($$SELECT invoice_seq.invoice_ledger_handler(NULL::internal)$$)
+       IN ('42846: cannot cast type unknown to internal',
+           '0A000: cannot accept a value of type internal') AS refused;
 SELECT expect_error($$SET invoice_seq.test_clock = '2000-01-01'$$);
 SELECT expect_error($$SET invoice_seq.ledger_archive = 'evil.calls'$$);
 SELECT expect_error($$SET invoice_seq.database = 'other'$$);

@@ -65,6 +65,18 @@ sub sequencer_pid
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'invoice_seq sequencer'");
 }
 
+# Did the server log that a backend (with $pid, if given) was killed with
+# SIGKILL, which sends the cluster through crash recovery?  PostgreSQL 18
+# names the process "client backend" where earlier versions say "server
+# process"; this is the one place that knows.
+sub killed_by_sigkill
+{
+	my ($node, $pid) = @_;
+	my $p = defined $pid ? $pid : '\d+';
+	return $node->log_contains(
+		qr/(?:server process|client backend) \(PID $p\) was terminated by signal 9/);
+}
+
 # Wait until the node accepts connections and a sequencer runs (one other
 # than $old_pid, if given).
 sub wait_for_sequencer
