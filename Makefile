@@ -23,6 +23,12 @@ OBJS = \
 	src/util.o
 PGFILEDESC = "invoice_seq - gap-free, crash-safe invoice numbering"
 
+# A VPATH build (pg_buildext builds in build-N/) puts the objects in src/
+# there.
+ifdef VPATH
+$(shell mkdir -p src)
+endif
+
 EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql
 
@@ -41,6 +47,15 @@ PROVE_TESTS = test/t/*.pl
 PROVE_FLAGS = -I $(srcdir)/test/perl
 
 EXTRA_CLEAN = tmp_check_regress tmp_check_iso
+
+# The Debian package's autopkgtest (debian/tests/installcheck) runs the
+# regression tests against the installed package, on the server that
+# pg_virtualenv starts with the library preloaded.
+ifdef PACKAGE_TEST
+REGRESS_OPTS = --encoding=UTF8 --no-locale
+ISOLATION =
+TAP_TESTS =
+endif
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
