@@ -39,10 +39,11 @@ from contextlib import contextmanager
 
 import psycopg2
 
-SERIES = os.environ.get("DEMO_SERIES", "DEMO")
-WORKERS = int(os.environ.get("DEMO_WORKERS", "8"))
-INVOICES = int(os.environ.get("DEMO_INVOICES", "400"))
-SEED = os.environ.get("DEMO_SEED")
+# an empty setting counts as unset (demo/run passes them all on)
+SERIES = os.environ.get("DEMO_SERIES") or "DEMO"
+WORKERS = int(os.environ.get("DEMO_WORKERS") or "8")
+INVOICES = int(os.environ.get("DEMO_INVOICES") or "400")
+SEED = os.environ.get("DEMO_SEED") or None
 
 P_DEFECT = 0.08        # orders the integrator rejects on the first attempt
 P_LOST_CONFIRM = 0.07  # accepted by the integrator, but the confirm is lost
