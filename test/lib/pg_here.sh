@@ -2,6 +2,9 @@
 # machine, and if not, run the caller again inside a Debian root that
 # packages it (test/pg_root).
 #
+# Under "set -o pipefail", "cmd | grep -q" can fail on a match: grep exits
+# at once and cmd dies of SIGPIPE.  Hence "grep ... >/dev/null".
+#
 # test/pg_root sets INVOICE_SEQ_IN_ROOT in the root.  A command that finds
 # its version missing there fails, and never starts another root inside
 # the root.
@@ -10,9 +13,9 @@
 # offers it (after an update, for a machine whose package lists are empty).
 pg_packaged_here() {
 	[ -x "/usr/lib/postgresql/$1/bin/pg_config" ] && return 0
-	apt-cache policy "postgresql-$1" 2>/dev/null | grep -qE 'Candidate: [0-9]' && return 0
+	apt-cache policy "postgresql-$1" 2>/dev/null | grep -E 'Candidate: [0-9]' >/dev/null && return 0
 	apt-get update -qq >/dev/null 2>&1 || true
-	apt-cache policy "postgresql-$1" 2>/dev/null | grep -qE 'Candidate: [0-9]'
+	apt-cache policy "postgresql-$1" 2>/dev/null | grep -E 'Candidate: [0-9]' >/dev/null
 }
 
 # run_in_pg_root N COMMAND [ARG...]: replace this process by COMMAND, run
