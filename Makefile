@@ -15,8 +15,10 @@ OBJS = \
 	src/audit.o \
 	src/invoice_seq.o \
 	src/ledger.o \
+	src/launch.o \
 	src/ledger_am.o \
 	src/number.o \
+	src/remote.o \
 	src/request.o \
 	src/sequencer.o \
 	src/series.o \
@@ -30,7 +32,8 @@ $(shell mkdir -p src)
 endif
 
 EXTENSION = invoice_seq
-DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql
+DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql \
+	invoice_seq--1.2--1.3.sql
 
 REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input
 REGRESS_OPTS = --temp-instance=tmp_check_regress \

@@ -2,7 +2,7 @@
  *
  * audit.c
  *		check_series(), the health report of the ledger, and stats(), the
- *		sequencer's counters.
+ *		counters of each database's sequencer.
  *
  * It covers the series the caller may use (a member of its owner role).
  * No rows means healthy.  A 'gap' row is a number between a period's
@@ -27,10 +27,12 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lwlock.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -243,72 +245,148 @@ invoice_seq_recyclable(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(invoice_seq_stats);
 PG_FUNCTION_INFO_V1(invoice_seq_stats_reset);
 
-/*
- * invoice_seq.stats(): the sequencer's counters, as one row.  The p99 queue
- * wait is the upper bound of the power-of-two bucket that holds the 99th
- * percentile, so it is exact to a factor of two.
- */
-Datum
-invoice_seq_stats(PG_FUNCTION_ARGS)
+/* Columns of invoice_seq.stats(). */
+enum
 {
+	STATS_DATABASE,
+	STATS_SEQUENCER_PID,
+	STATS_REQUESTS,
+	STATS_BATCHES,
+	STATS_MEAN_BATCH,
+	STATS_MAX_BATCH,
+	STATS_MEAN_WAIT,
+	STATS_P99_WAIT,
+	STATS_STARTS,
+	STATS_RESTARTS,
+	STATS_RESET,
+	STATS_COLS
+};
+
+/* One database's counters, copied out of shared memory. */
+typedef struct StatsRow
+{
+	Oid			dboid;
+	pid_t		pid;
 	SequencerStats stats;
-	TupleDesc	desc;
-	Datum		values[8];
-	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+} StatsRow;
+
+/*
+ * The mean and p99 queue waits, in ms.  The p99 is the upper bound of the
+ * power-of-two bucket that holds the 99th percentile, so it is exact to a
+ * factor of two.
+ */
+static void
+stats_waits(const SequencerStats *stats, Datum *values, bool *nulls)
+{
 	uint64		waits = 0;
 	uint64		seen = 0;
 	int			i;
 
-	request_require_preloaded();
-	desc = invoice_seq_result_desc(fcinfo);
-
-	LWLockAcquire(sequencer_shared->lock, LW_SHARED);
-	memcpy(&stats, &sequencer_shared->stats, sizeof(SequencerStats));
-	LWLockRelease(sequencer_shared->lock);
-
 	for (i = 0; i < ISEQ_WAIT_BUCKETS; i++)
-		waits += stats.wait_buckets[i];
-
-	values[0] = Int64GetDatum((int64) stats.requests);
-	values[1] = Int64GetDatum((int64) stats.batches);
-	if (stats.batches > 0)
-		values[2] = Float8GetDatum((double) stats.requests / stats.batches);
-	else
-		nulls[2] = true;
-	values[3] = Int64GetDatum((int64) stats.max_batch);
-	if (waits > 0)
+		waits += stats->wait_buckets[i];
+	if (waits == 0)
 	{
-		values[4] = Float8GetDatum((double) stats.wait_sum_us / waits / 1000.0);
-		for (i = 0; i < ISEQ_WAIT_BUCKETS; i++)
-		{
-			seen += stats.wait_buckets[i];
-			if (seen * 100 >= waits * 99)
-				break;
-		}
-		values[5] = Float8GetDatum((double) (UINT64CONST(1) << Min(i, ISEQ_WAIT_BUCKETS - 1)) / 1000.0);
+		nulls[STATS_MEAN_WAIT] = nulls[STATS_P99_WAIT] = true;
+		return;
 	}
-	else
-		nulls[4] = nulls[5] = true;
-	/* the first start is not a restart */
-	values[6] = Int64GetDatum(stats.starts > 0 ? (int64) stats.starts - 1 : 0);
-	values[7] = TimestampTzGetDatum(stats.reset_at);
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	values[STATS_MEAN_WAIT] =
+		Float8GetDatum((double) stats->wait_sum_us / waits / 1000.0);
+	for (i = 0; i < ISEQ_WAIT_BUCKETS; i++)
+	{
+		seen += stats->wait_buckets[i];
+		if (seen * 100 >= waits * 99)
+			break;
+	}
+	values[STATS_P99_WAIT] = Float8GetDatum(
+		(double) (UINT64CONST(1) << Min(i, ISEQ_WAIT_BUCKETS - 1)) / 1000.0);
 }
 
-/* invoice_seq.stats_reset(): zero the counters (not the restart count). */
+static void
+stats_put_row(ReturnSetInfo *rsinfo, const StatsRow *row, const char *dbname)
+{
+	const SequencerStats *stats = &row->stats;
+	Datum		values[STATS_COLS];
+	bool		nulls[STATS_COLS] = {0};
+
+	values[STATS_DATABASE] = CStringGetTextDatum(dbname);
+	values[STATS_SEQUENCER_PID] = Int32GetDatum(row->pid);
+	nulls[STATS_SEQUENCER_PID] = (row->pid == 0);
+	values[STATS_REQUESTS] = Int64GetDatum((int64) stats->requests);
+	values[STATS_BATCHES] = Int64GetDatum((int64) stats->batches);
+	if (stats->batches > 0)
+		values[STATS_MEAN_BATCH] =
+			Float8GetDatum((double) stats->requests / stats->batches);
+	else
+		nulls[STATS_MEAN_BATCH] = true;
+	values[STATS_MAX_BATCH] = Int64GetDatum((int64) stats->max_batch);
+	stats_waits(stats, values, nulls);
+	values[STATS_STARTS] = Int64GetDatum((int64) stats->starts);
+	values[STATS_RESTARTS] = Int64GetDatum((int64) stats->failures);
+	values[STATS_RESET] = TimestampTzGetDatum(stats->reset_at);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * invoice_seq.stats(): one row per database whose sequencer has run, or
+ * been asked for, since the server started (entries evicted for other
+ * databases are gone; see invoice_seq.max_databases).  Aggregates only, as
+ * pg_stat_database shows.
+ */
+Datum
+invoice_seq_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StatsRow   *rows;
+	int			nrows = 0;
+	int			i;
+
+	request_require_preloaded();
+	invoice_seq_check_schema_version();
+	InitMaterializedSRF(fcinfo, 0);
+
+	rows = palloc(sizeof(StatsRow) * sequencer_shared->ndatabases);
+	LWLockAcquire(sequencer_shared->lock, LW_SHARED);
+	for (i = 0; i < sequencer_shared->ndatabases; i++)
+	{
+		DatabaseSequencer *db = &sequencer_shared->databases[i];
+
+		if (!OidIsValid(db->dboid))
+			continue;
+		rows[nrows].dboid = db->dboid;
+		rows[nrows].pid = db->pid;
+		rows[nrows].stats = db->stats;
+		nrows++;
+	}
+	LWLockRelease(sequencer_shared->lock);
+
+	for (i = 0; i < nrows; i++)
+	{
+		char	   *dbname = get_database_name(rows[i].dboid);
+
+		/* a database dropped since */
+		if (dbname != NULL)
+			stats_put_row(rsinfo, &rows[i], dbname);
+	}
+	return (Datum) 0;
+}
+
+/* invoice_seq.stats_reset(): zero every database's counters. */
 Datum
 invoice_seq_stats_reset(PG_FUNCTION_ARGS)
 {
-	uint64		starts;
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
 
 	if (sequencer_shared == NULL)
 		PG_RETURN_VOID();
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
-	starts = sequencer_shared->stats.starts;
-	memset(&sequencer_shared->stats, 0, sizeof(SequencerStats));
-	sequencer_shared->stats.starts = starts;
-	sequencer_shared->stats.reset_at = GetCurrentTimestamp();
+	for (i = 0; i < sequencer_shared->ndatabases; i++)
+	{
+		SequencerStats *stats = &sequencer_shared->databases[i].stats;
+
+		memset(stats, 0, sizeof(SequencerStats));
+		stats->reset_at = now;
+	}
 	LWLockRelease(sequencer_shared->lock);
 	PG_RETURN_VOID();
 }

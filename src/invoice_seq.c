@@ -2,7 +2,7 @@
  *
  * invoice_seq.c
  *		Module load: the settings, and the set-up of the other modules
- *		(shared memory, the sequencer, the ledger's hooks).
+ *		(shared memory, the ledger's and the sequencers' hooks).
  *
  *-------------------------------------------------------------------------
  */
@@ -15,10 +15,10 @@
 #include "utils/guc.h"
 
 #include "alloc.h"
+#include "launch.h"
 #include "ledger_am.h"
 #include "pg_version_compat.h"
 #include "request.h"
-#include "sequencer.h"
 
 INVOICE_SEQ_MODULE_MAGIC;
 
@@ -26,11 +26,12 @@ INVOICE_SEQ_MODULE_MAGIC;
 void		_PG_init(void);
 
 /* Settings; see README.md for what each one is for. */
-char	   *invoice_seq_database = NULL;
 int			invoice_seq_lock_timeout = 5000;
 int			invoice_seq_max_batch_size = ISEQ_MAX_BATCH;
 int			invoice_seq_sequencer_timeout = 10000;
 int			invoice_seq_max_periods = 1024;
+int			invoice_seq_max_databases = 16;
+int			invoice_seq_idle_timeout = 60000;
 char	   *invoice_seq_test_clock = NULL;
 char	   *invoice_seq_ledger_archive = NULL;
 
@@ -39,9 +40,34 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static void invoice_seq_shmem_request(void);
 static void invoice_seq_shmem_startup(void);
+static void define_settings(void);
+static void define_server_settings(void);
+static void warn_about_database_setting(void);
 
 void
 _PG_init(void)
+{
+	define_settings();
+	if (process_shared_preload_libraries_in_progress)
+		define_server_settings();
+	MarkGUCPrefixReserved("invoice_seq");
+
+	/* every backend that loads the library protects ledgers */
+	ledger_am_install_hooks();
+	launch_install_hooks();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = invoice_seq_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = invoice_seq_shmem_startup;
+}
+
+/* The settings any backend may read, or change on a reload. */
+static void
+define_settings(void)
 {
 	DefineCustomIntVariable("invoice_seq.lock_timeout",
 							"How long the sequencer waits for a lock on its tables that another transaction holds.",
@@ -62,11 +88,20 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("invoice_seq.sequencer_timeout",
-							"How long a reservation waits for a sequencer that is not running.",
-							"Zero fails at once.",
+							"How long a reservation inside a transaction block waits for its database's sequencer to start.",
+							"Zero fails unless one runs.",
 							&invoice_seq_sequencer_timeout,
 							10000, 0, 3600 * 1000,
 							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("invoice_seq.idle_timeout",
+							"How long a database's sequencer waits for a request before it exits.",
+							"The next reservation inside a transaction block starts it again.  Zero keeps it running.",
+							&invoice_seq_idle_timeout,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
@@ -87,43 +122,61 @@ _PG_init(void)
 							   PGC_SUSET,
 							   GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
+}
 
-	if (process_shared_preload_libraries_in_progress)
-	{
-		/* can't define PGC_POSTMASTER variables after startup */
-		DefineCustomIntVariable("invoice_seq.max_periods",
-								"Largest number of (series, period) pairs whose next number is kept in shared memory.",
-								"Idle ones are evicted when more are needed; they are read again from the ledger on their next use.",
-								&invoice_seq_max_periods,
-								1024, 16, 1000000,
-								PGC_POSTMASTER,
-								0,
-								NULL, NULL, NULL);
+/* The settings fixed at server start (only while preloading). */
+static void
+define_server_settings(void)
+{
+	/* can't define PGC_POSTMASTER variables after startup */
+	DefineCustomIntVariable("invoice_seq.max_periods",
+							"Largest number of (series, period) pairs whose next number is kept in shared memory.",
+							"Idle ones are evicted when more are needed; they are read again from the ledger on their next use.",
+							&invoice_seq_max_periods,
+							1024, 16, 1000000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
-		DefineCustomStringVariable("invoice_seq.database",
-								   "Database in which the sequencer reserves invoice numbers.",
-								   NULL,
-								   &invoice_seq_database,
-								   "postgres",
-								   PGC_POSTMASTER,
-								   0,
-								   NULL, NULL, NULL);
-	}
+	DefineCustomIntVariable("invoice_seq.max_databases",
+							"Largest number of databases whose sequencer runs, or whose requests wait, at once.",
+							"Each running sequencer also takes one of max_worker_processes.",
+							&invoice_seq_max_databases,
+							16, 1, 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
-	MarkGUCPrefixReserved("invoice_seq");
+	warn_about_database_setting();
+}
 
-	/* every backend that loads the library protects ledgers */
-	ledger_am_install_hooks();
+/*
+ * Before 1.3, invoice_seq.database named the one database that could
+ * reserve inside transaction blocks.  Every database can now.  The name
+ * stays defined, hidden, so that a setting left in postgresql.conf is
+ * ignored with our warning rather than removed as an unknown invoice_seq.*
+ * name.
+ */
+static void
+warn_about_database_setting(void)
+{
+	static char *ignored = NULL;
 
-	if (!process_shared_preload_libraries_in_progress)
+	DefineCustomStringVariable("invoice_seq.database",
+							   "Ignored since invoice_seq 1.3.",
+							   NULL,
+							   &ignored,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+	if (ignored == NULL || ignored[0] == '\0')
 		return;
-
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = invoice_seq_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = invoice_seq_shmem_startup;
-
-	invoice_seq_register_sequencer();
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING_DEPRECATED_FEATURE),
+			 errmsg("invoice_seq.database is ignored"),
+			 errdetail("Since invoice_seq 1.3, every database reserves with a sequencer of its own, started when needed."),
+			 errhint("Remove invoice_seq.database from postgresql.conf.")));
 }
 
 static void

@@ -76,8 +76,9 @@ typedef struct ReservedNumber
 } ReservedNumber;
 
 /* Settings (invoice_seq.c); see README.md. */
-extern char *invoice_seq_database;
 extern int	invoice_seq_lock_timeout;
+extern int	invoice_seq_max_databases;
+extern int	invoice_seq_idle_timeout;
 extern int	invoice_seq_max_batch_size;
 extern int	invoice_seq_sequencer_timeout;
 extern char *invoice_seq_test_clock;

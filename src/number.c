@@ -38,6 +38,7 @@
 #include "utils/guc.h"
 
 #include "ledger.h"
+#include "remote.h"
 #include "request.h"
 #include "series.h"
 #include "util.h"

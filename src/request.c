@@ -1,59 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * request.c
- *		The request path: how a backend asks the sequencer for a number and
- *		waits for the answer, and the SQL functions that do so.
+ *		The request path's shared memory: a request slot per backend, and
+ *		per database, its sequencer's state and its FIFO of queued requests.
  *
- * Each backend owns the request slot indexed by its pgprocno.  It fills the
- * slot, appends it to the queue, sets the sequencer's latch and sleeps on
- * its own latch until the sequencer marks the slot DONE.  If the backend
- * stops waiting (cancel, terminate, timeout) it withdraws a queued request,
- * or marks a request in progress as abandoned: the sequencer completes it
- * anyway, so a reservation that was made stays valid and a retry with the
- * same idempotency key finds it.
- *
- * If a lock the sequencer needs is busy (an uncommitted alter_series holds
- * the series, or another transaction is recording the same idempotency
- * key), the sequencer does not wait: it answers "locked", and the backend
- * waits for that lock itself before asking again.
- *
- * Only reservations made inside a transaction block come here: they must
- * survive the caller's rollback.  Everything else is numbered in the
- * caller's own transaction (number.c).
+ * The queues are linked through the slots themselves (SequencerRequest.next),
+ * so that any number of databases share MaxBackends slots.  Callers hold
+ * sequencer_shared->lock exclusively around every queue operation.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xact.h"
-#include "access/xlog.h"
-#include "commands/dbcommands.h"
-#include "executor/spi.h"
-#include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/ipc.h"
-#include "storage/proc.h"
 #include "storage/shmem.h"
-#include "tcop/utility.h"
-#include "utils/builtins.h"
-#include "utils/wait_event.h"
+#include "utils/timestamp.h"
 
-#include "pg_version_compat.h"
+#include "invoice_seq.h"
 #include "request.h"
-#include "series.h"
-#include "util.h"
 
 /* NULL unless the library was preloaded. */
 SequencerShared *sequencer_shared = NULL;
-
-/* The FIFO of queued slot numbers lives right after the slots. */
-static inline int *
-request_queue(SequencerShared *shared)
-{
-	return (int *) &shared->slots[shared->nslots];
-}
 
 Size
 request_shmem_size(void)
@@ -61,7 +28,8 @@ request_shmem_size(void)
 	Size		size = offsetof(SequencerShared, slots);
 
 	size = add_size(size, mul_size(MaxBackends, sizeof(SequencerRequest)));
-	size = add_size(size, mul_size(MaxBackends, sizeof(int)));
+	size = add_size(size, mul_size(invoice_seq_max_databases,
+								   sizeof(DatabaseSequencer)));
 	return size;
 }
 
@@ -69,279 +37,79 @@ void
 request_shmem_init(void)
 {
 	bool		found;
+	int			i;
 
 	sequencer_shared = ShmemInitStruct("invoice_seq", request_shmem_size(), &found);
-	if (!found)
+	if (found)
+		return;
+
+	memset(sequencer_shared, 0, request_shmem_size());
+	sequencer_shared->lock = &(GetNamedLWLockTranche("invoice_seq"))->lock;
+	sequencer_shared->nslots = MaxBackends;
+	sequencer_shared->ndatabases = invoice_seq_max_databases;
+	sequencer_shared->databases =
+		(DatabaseSequencer *) &sequencer_shared->slots[MaxBackends];
+	for (i = 0; i < sequencer_shared->ndatabases; i++)
 	{
-		memset(sequencer_shared, 0, request_shmem_size());
-		sequencer_shared->lock = &(GetNamedLWLockTranche("invoice_seq"))->lock;
-		sequencer_shared->nslots = MaxBackends;
-		sequencer_shared->stats.reset_at = GetCurrentTimestamp();
+		sequencer_shared->databases[i].queue_head = -1;
+		sequencer_shared->databases[i].queue_tail = -1;
 	}
 }
 
-/* Append a slot to the queue.  Caller holds the lock exclusively. */
+/* Append a slot to a database's queue. */
 void
-request_queue_push(int slotno)
+request_queue_push(DatabaseSequencer *db, int slotno)
 {
-	SequencerShared *shared = sequencer_shared;
+	SequencerRequest *slot = &sequencer_shared->slots[slotno];
 
-	Assert(shared->queue_len < shared->nslots);
-	request_queue(shared)[(shared->queue_head + shared->queue_len) % shared->nslots] = slotno;
-	shared->queue_len++;
+	slot->next = -1;
+	if (db->queue_tail < 0)
+		db->queue_head = slotno;
+	else
+		sequencer_shared->slots[db->queue_tail].next = slotno;
+	db->queue_tail = slotno;
 }
 
-/* Take the oldest slot off the queue, or -1.  Caller holds the lock. */
+/* Take the oldest slot off a database's queue, or -1. */
 int
-request_queue_pop(void)
+request_queue_pop(DatabaseSequencer *db)
 {
-	SequencerShared *shared = sequencer_shared;
-	int			slotno;
+	int			slotno = db->queue_head;
 
-	if (shared->queue_len == 0)
+	if (slotno < 0)
 		return -1;
-	slotno = request_queue(shared)[shared->queue_head];
-	shared->queue_head = (shared->queue_head + 1) % shared->nslots;
-	shared->queue_len--;
+	db->queue_head = sequencer_shared->slots[slotno].next;
+	if (db->queue_head < 0)
+		db->queue_tail = -1;
 	return slotno;
 }
 
 /*
- * Remove a slot from the middle of the queue.  Rare (a requester gave up
- * before the sequencer took its request), so a linear shift is fine.
- * Caller holds the lock.
+ * Remove a slot from the middle of a queue.  Rare (a requester gave up
+ * before the sequencer took its request), so a walk is fine.
  */
-static void
-request_queue_remove(int slotno)
+void
+request_queue_remove(DatabaseSequencer *db, int slotno)
 {
-	SequencerShared *shared = sequencer_shared;
-	int		   *queue = request_queue(shared);
-	int			i;
-	int			kept = 0;
+	int			prev = -1;
+	int			cur = db->queue_head;
 
-	for (i = 0; i < shared->queue_len; i++)
+	while (cur >= 0 && cur != slotno)
 	{
-		int			from = (shared->queue_head + i) % shared->nslots;
-		int			to = (shared->queue_head + kept) % shared->nslots;
-
-		if (queue[from] != slotno)
-			queue[to] = queue[from], kept++;
+		prev = cur;
+		cur = sequencer_shared->slots[cur].next;
 	}
-	shared->queue_len = kept;
-}
-
-/*
- * Stop waiting for our request, whatever state it is in.  Runs on ERROR and
- * FATAL exits from the wait (PG_ENSURE_ERROR_CLEANUP).
- */
-static void
-request_withdraw(int code, Datum arg)
-{
-	SequencerShared *shared = sequencer_shared;
-	int			slotno = DatumGetInt32(arg);
-	SequencerRequest *slot = &shared->slots[slotno];
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	switch (slot->state)
-	{
-		case REQUEST_QUEUED:
-			request_queue_remove(slotno);
-			slot->state = REQUEST_FREE;
-			break;
-		case REQUEST_WORKING:
-			/* the sequencer frees the slot when it is done with it */
-			slot->abandoned = true;
-			break;
-		case REQUEST_DONE:
-			slot->state = REQUEST_FREE;
-			break;
-		case REQUEST_FREE:
-			break;
-	}
-	LWLockRelease(shared->lock);
-}
-
-/*
- * Wait until our slot is free.  It normally is; it is not only right after
- * this backend (or an earlier one with the same pgprocno) abandoned a
- * request that the sequencer is still completing.
- */
-static void
-wait_for_free_slot(SequencerRequest *slot)
-{
-	for (;;)
-	{
-		RequestState state;
-
-		LWLockAcquire(sequencer_shared->lock, LW_SHARED);
-		state = slot->state;
-		LWLockRelease(sequencer_shared->lock);
-		if (state == REQUEST_FREE)
-			return;
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-typedef enum RequestOutcome
-{
-	REQUEST_RESERVED,			/* *result is filled */
-	REQUEST_FAILED,				/* *error is filled */
-	REQUEST_LOCKED				/* retry once *lock is free */
-} RequestOutcome;
-
-/* Fill our slot with a request, queue it and wake the sequencer. */
-static void
-submit_request(int slotno, const InvoiceSeries *series, const char *key,
-			   const char *role)
-{
-	SequencerShared *shared = sequencer_shared;
-	SequencerRequest *slot = &shared->slots[slotno];
-	Latch	   *sequencer_latch;
-
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-	slot->abandoned = false;
-	slot->committing = false;
-	slot->submitted_at = GetCurrentTimestamp();
-	slot->request.series_id = series->id;
-	strlcpy(slot->request.series, series->name, sizeof(slot->request.series));
-	strlcpy(slot->request.role, role, sizeof(slot->request.role));
-	slot->request.has_key = (key != NULL);
-	strlcpy(slot->request.key, key ? key : "", sizeof(slot->request.key));
-	slot->request.clock = invoice_seq_test_now();
-	slot->state = REQUEST_QUEUED;
-	request_queue_push(slotno);
-	sequencer_latch = shared->sequencer_latch;
-	LWLockRelease(shared->lock);
-
-	if (sequencer_latch)
-		SetLatch(sequencer_latch);
-}
-
-/*
- * If the sequencer has answered, copy the answer out and free the slot.
- * Caller holds the lock exclusively.
- */
-static bool
-take_answer(SequencerRequest *slot, ReservedNumber *result, RequestError *error,
-			RequestLock *lock, RequestOutcome *outcome)
-{
-	if (slot->state != REQUEST_DONE)
-		return false;
-	if (slot->ok)
-	{
-		*outcome = REQUEST_RESERVED;
-		memcpy(result, &slot->result, sizeof(ReservedNumber));
-	}
-	else if (slot->locked != REQUEST_LOCK_NONE)
-	{
-		*outcome = REQUEST_LOCKED;
-		*lock = slot->locked;
-	}
+	if (cur < 0)
+		return;
+	if (prev < 0)
+		db->queue_head = sequencer_shared->slots[cur].next;
 	else
-	{
-		*outcome = REQUEST_FAILED;
-		memcpy(error, &slot->error, sizeof(RequestError));
-	}
-	slot->state = REQUEST_FREE;
-	return true;
+		sequencer_shared->slots[prev].next = sequencer_shared->slots[cur].next;
+	if (db->queue_tail == slotno)
+		db->queue_tail = prev;
 }
 
-/*
- * A request that is still queued while no sequencer runs waits at most
- * invoice_seq.sequencer_timeout for one to start; then it is withdrawn and
- * this returns true.  Once the sequencer has taken a request, it always
- * answers, even if it exits.  Caller holds the lock exclusively.
- */
-static bool
-give_up_waiting(int slotno, bool running, TimestampTz *absent_since)
-{
-	SequencerRequest *slot = &sequencer_shared->slots[slotno];
-	TimestampTz now;
-
-	if (running || slot->state != REQUEST_QUEUED)
-	{
-		*absent_since = 0;
-		return false;
-	}
-	now = GetCurrentTimestamp();
-	if (*absent_since == 0)
-		*absent_since = now;
-	if (!TimestampDifferenceExceeds(*absent_since, now,
-									invoice_seq_sequencer_timeout))
-		return false;
-	request_queue_remove(slotno);
-	slot->state = REQUEST_FREE;
-	return true;
-}
-
-/*
- * Hand a reservation request to the sequencer and wait for its answer.
- */
-static RequestOutcome
-request_reserve(const InvoiceSeries *series, const char *key,
-				const char *role, ReservedNumber *result, RequestError *error,
-				RequestLock *lock)
-{
-	SequencerShared *shared = sequencer_shared;
-	int			slotno = MyProcNumber;
-	SequencerRequest *slot;
-	RequestOutcome outcome = REQUEST_FAILED;
-
-	if (slotno < 0 || slotno >= shared->nslots)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this process cannot reserve invoice numbers"),
-				 errdetail("Its process number %d has no request slot.", slotno)));
-	slot = &shared->slots[slotno];
-
-	wait_for_free_slot(slot);
-	submit_request(slotno, series, key, role);
-
-	PG_ENSURE_ERROR_CLEANUP(request_withdraw, Int32GetDatum(slotno));
-	{
-		TimestampTz absent_since = 0;
-
-		for (;;)
-		{
-			bool		answered;
-			bool		running;
-			bool		given_up = false;
-
-			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-			answered = take_answer(slot, result, error, lock, &outcome);
-			running = (shared->sequencer_pid != 0);
-			if (!answered)
-				given_up = give_up_waiting(slotno, running, &absent_since);
-			LWLockRelease(shared->lock);
-
-			if (answered)
-				break;
-			if (given_up)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("invoice_seq sequencer is not running"),
-						 errdetail("No number of series \"%s\" was reserved.", series->name),
-						 errhint("The sequencer is restarted automatically; if it keeps failing, check the server log and invoice_seq.database (\"%s\").",
-								 invoice_seq_database)));
-
-			(void) WaitLatch(MyLatch,
-							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 running ? 1000L : 100L,
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	PG_END_ENSURE_ERROR_CLEANUP(request_withdraw, Int32GetDatum(slotno));
-
-	return outcome;
-}
-
-/* Raise 55000 unless the library was preloaded (and the sequencer exists). */
+/* Raise 55000 unless the library was preloaded. */
 void
 request_require_preloaded(void)
 {
@@ -351,61 +119,4 @@ request_require_preloaded(void)
 				 errmsg("invoice_seq sequencer is not available"),
 				 errdetail("invoice_seq was not loaded at server start."),
 				 errhint("Add invoice_seq to shared_preload_libraries in postgresql.conf and restart the server.")));
-}
-
-/*
- * Reserve a number of a series through the sequencer, in a transaction of
- * its own that commits at once, and wait for it.  The caller has checked
- * everything it can check alone, the library's preloading included.
- */
-void
-request_reserve_remote(const InvoiceSeries *series, const char *key,
-					   const char *role, ReservedNumber *result)
-{
-	char	   *dbname;
-	LOCKTAG		tag;
-
-	dbname = get_database_name(MyDatabaseId);
-	if (strcmp(dbname, invoice_seq_database) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invoice_seq sequencer serves database \"%s\", not \"%s\"",
-						invoice_seq_database, dbname),
-				 errdetail("A reservation inside a transaction block is made by the sequencer."),
-				 errhint("Set invoice_seq.database = '%s' in postgresql.conf and restart the server, or reserve outside a transaction block.",
-						 dbname)));
-
-	/*
-	 * If our own transaction holds the series lock, the sequencer can never
-	 * take it, and waiting for it would be waiting for ourselves.
-	 */
-	series_lock_tag(&tag, series->id);
-	if (LockHeldByMe(&tag, ExclusiveLock, false))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot reserve a number of invoice series \"%s\" in the transaction that changed it",
-						series->name),
-				 errhint("Commit the transaction that called alter_series first.")));
-
-	for (;;)
-	{
-		RequestError error;
-		RequestLock lock = REQUEST_LOCK_NONE;
-		RequestOutcome outcome = request_reserve(series, key, role, result,
-												 &error, &lock);
-
-		if (outcome == REQUEST_RESERVED)
-			return;
-		if (outcome == REQUEST_FAILED)
-			ereport(ERROR,
-					(errcode(error.sqlerrcode),
-					 errmsg_internal("%s", error.message),
-					 error.detail[0] ? errdetail_internal("%s", error.detail) : 0,
-					 error.hint[0] ? errhint("%s", error.hint) : 0));
-		if (lock == REQUEST_LOCK_SERIES)
-			series_lock_tag(&tag, series->id);
-		else
-			key_lock_tag(&tag, series->id, key);
-		wait_for_lock(&tag);
-	}
 }

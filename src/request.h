@@ -1,14 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * request.h
- *		The request slots in shared memory through which backends ask the
- *		sequencer for reservations, and the client side of that exchange.
+ *		The shared memory through which backends ask their database's
+ *		sequencer for reservations: a request slot per backend, and per
+ *		database, the sequencer's state and its queue of requests.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef INVOICE_SEQ_REQUEST_H
 #define INVOICE_SEQ_REQUEST_H
 
+#include "datatype/timestamp.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
@@ -70,6 +72,8 @@ typedef struct ReserveRequest
 typedef struct SequencerRequest
 {
 	RequestState state;
+	int			database;		/* index of its DatabaseSequencer */
+	int			next;			/* next slot in the queue, or -1 */
 	bool		abandoned;		/* requester stopped waiting */
 	bool		committing;		/* its batch has started to commit */
 	TimestampTz submitted_at;
@@ -84,10 +88,10 @@ typedef struct SequencerRequest
 } SequencerRequest;
 
 /*
- * Counters for the invoice_seq.stats view, since the server started (or the
- * last invoice_seq.stats_reset()).  Queue waits, from submission until the
- * sequencer takes the request, go into power-of-two buckets of
- * microseconds: bucket i counts waits below 2^i us.
+ * Counters for the invoice_seq.stats view, per database, since the server
+ * started (or the last invoice_seq.stats_reset()).  Queue waits, from
+ * submission until the sequencer takes the request, go into power-of-two
+ * buckets of microseconds: bucket i counts waits below 2^i us.
  */
 #define ISEQ_WAIT_BUCKETS		32
 
@@ -99,23 +103,55 @@ typedef struct SequencerStats
 	uint64		wait_sum_us;	/* total queue wait */
 	uint64		wait_buckets[ISEQ_WAIT_BUCKETS];
 	uint64		starts;			/* sequencer starts */
+	uint64		failures;		/* sequencer exits on an error */
 	TimestampTz reset_at;
 } SequencerStats;
 
+/*
+ * Life cycle of a database's sequencer (launch.c).
+ *
+ *	STOPPED	 -> STARTING	a backend with a queued request registers a worker
+ *	STARTING -> RUNNING		the worker attaches
+ *	STARTING -> STOPPED		the worker could not be registered
+ *	RUNNING	 -> STOPPED		the worker exits (idle, asked to, or on an error)
+ */
+typedef enum SequencerState
+{
+	SEQUENCER_STOPPED = 0,
+	SEQUENCER_STARTING,
+	SEQUENCER_RUNNING
+} SequencerState;
+
+/* One database's sequencer, and the requests queued for it. */
+typedef struct DatabaseSequencer
+{
+	Oid			dboid;			/* InvalidOid: the entry is free */
+	SequencerState state;
+	uint32		generation;		/* counts starts; a worker attaches only to
+								 * the start that registered it */
+	pid_t		pid;			/* while RUNNING */
+	Latch	   *latch;			/* while RUNNING */
+	TimestampTz started_at;		/* last registration of a worker */
+	TimestampTz failed_at;		/* last exit on an error */
+	TimestampTz last_used;		/* last request queued (eviction order) */
+	TimestampTz held_until;		/* no start before this (DROP DATABASE...) */
+	bool		stop;			/* exit once the current batch is answered */
+	int			queue_head;		/* FIFO of QUEUED slots, linked by next */
+	int			queue_tail;
+	SequencerStats stats;
+} DatabaseSequencer;
+
+/*
+ * Shared state of the request path.  One LWLock protects all of it: every
+ * critical section is a few assignments.
+ */
 typedef struct SequencerShared
 {
-	LWLock	   *lock;			/* protects everything below */
-	pid_t		sequencer_pid;	/* 0 while no sequencer is running */
-	Latch	   *sequencer_latch;
-	int			nslots;
-
-	SequencerStats stats;
-
-	/* FIFO of slot numbers in state QUEUED */
-	int			queue_head;
-	int			queue_len;
+	LWLock	   *lock;
+	int			nslots;			/* MaxBackends */
+	int			ndatabases;		/* invoice_seq.max_databases */
+	DatabaseSequencer *databases;	/* ndatabases entries, after the slots */
 	SequencerRequest slots[FLEXIBLE_ARRAY_MEMBER];
-	/* followed by the queue itself: nslots ints */
 } SequencerShared;
 
 /* NULL unless the library was preloaded. */
@@ -123,10 +159,9 @@ extern SequencerShared *sequencer_shared;
 
 extern Size request_shmem_size(void);
 extern void request_shmem_init(void);
-extern void request_queue_push(int slotno);
-extern int	request_queue_pop(void);
-extern void request_reserve_remote(const InvoiceSeries *series, const char *key,
-								   const char *role, ReservedNumber *result);
+extern void request_queue_push(DatabaseSequencer *db, int slotno);
+extern int	request_queue_pop(DatabaseSequencer *db);
+extern void request_queue_remove(DatabaseSequencer *db, int slotno);
 
 extern void request_require_preloaded(void);
 

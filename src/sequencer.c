@@ -10,8 +10,9 @@
  * and only then answers the requesters.  One WAL flush thus serves the whole
  * batch, and one bad request fails alone.
  *
- * The sequencer serves only reservations made inside a transaction block,
- * which must survive the caller's rollback.  It takes each number from the
+ * Each database has its own sequencer, started when a request needs it and
+ * gone when idle (launch.c).  It serves only reservations made inside a
+ * transaction block, which must survive the caller's rollback.  It takes each number from the
  * allocator (alloc.c) like any backend, and records it in its batch.
  *
  * While it records a number, the sequencer holds the series lock (in the
@@ -48,6 +49,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "launch.h"
 #include "ledger.h"
 #include "request.h"
 #include "sequencer.h"
@@ -83,7 +85,14 @@ static MemoryContext batch_context = NULL;
 /* Reservation times never go backwards, even if the clock does. */
 static TimestampTz last_batch_time = 0;
 
+/* The entry of the database this sequencer serves. */
+static DatabaseSequencer *my_db = NULL;
+
+/* When the last batch ended (or the sequencer started). */
+static TimestampTz last_active = 0;
+
 static void sequencer_sigint(SIGNAL_ARGS);
+static bool idle_for(long *timeout);
 static void sequencer_configure(void);
 static void sequencer_detach(int code, Datum arg);
 static int	take_requests(void);
@@ -109,25 +118,10 @@ sequencer_sigint(SIGNAL_ARGS)
 }
 
 void
-invoice_seq_register_sequencer(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "invoice_seq");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "invoice_seq_sequencer_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "invoice_seq sequencer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "invoice_seq sequencer");
-	RegisterBackgroundWorker(&worker);
-}
-
-void
 invoice_seq_sequencer_main(Datum main_arg)
 {
+	Oid			dboid;
+
 	/*
 	 * SIGTERM uses die(), as database-connected workers do: the exit happens
 	 * at the next CHECK_FOR_INTERRUPTS(), even inside a wait for a
@@ -140,26 +134,24 @@ invoice_seq_sequencer_main(Datum main_arg)
 	pqsignal(SIGINT, sequencer_sigint);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(invoice_seq_database, NULL, 0);
+	/* attach before connecting: a held database is never entered */
+	my_db = launch_attach(main_arg, &dboid);
+	if (my_db == NULL)
+		proc_exit(0);
+	before_shmem_exit(sequencer_detach, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	sequencer_configure();
 
 	batch_context = AllocSetContextCreate(TopMemoryContext,
 										  "invoice_seq batch",
 										  ALLOCSET_DEFAULT_SIZES);
-
-	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
-	sequencer_shared->sequencer_pid = MyProcPid;
-	sequencer_shared->stats.starts++;
-	sequencer_shared->sequencer_latch = MyLatch;
-	LWLockRelease(sequencer_shared->lock);
-	before_shmem_exit(sequencer_detach, (Datum) 0);
-
-	ereport(LOG,
-			(errmsg("invoice_seq sequencer started in database \"%s\"",
-					invoice_seq_database)));
+	last_active = GetCurrentTimestamp();
 
 	for (;;)
 	{
+		long		timeout;
+
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 
@@ -175,12 +167,39 @@ invoice_seq_sequencer_main(Datum main_arg)
 		{
 			run_batch();
 			MemoryContextReset(batch_context);
+			last_active = GetCurrentTimestamp();
 			continue;
 		}
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
-						 PG_WAIT_EXTENSION);
+		if (launch_leave_if_done(my_db, idle_for(&timeout)))
+			proc_exit(0);
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+						 (timeout >= 0 ? WL_TIMEOUT : 0),
+						 timeout, PG_WAIT_EXTENSION);
 	}
+}
+
+/*
+ * Has the sequencer been idle for invoice_seq.idle_timeout?  If not, set
+ * *timeout to how long it may still wait (-1: forever).
+ */
+static bool
+idle_for(long *timeout)
+{
+	TimestampTz deadline;
+	long		secs;
+	int			usecs;
+
+	*timeout = -1;
+	if (invoice_seq_idle_timeout <= 0)
+		return false;
+	deadline = TimestampTzPlusMilliseconds(last_active, invoice_seq_idle_timeout);
+	if (GetCurrentTimestamp() >= deadline)
+		return true;
+	TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+	*timeout = secs * 1000 + usecs / 1000 + 1;
+	return false;
 }
 
 /*
@@ -237,10 +256,24 @@ sequencer_detach(int code, Datum arg)
 	}
 	answer_entries();
 
-	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
-	sequencer_shared->sequencer_pid = 0;
-	sequencer_shared->sequencer_latch = NULL;
-	LWLockRelease(sequencer_shared->lock);
+	launch_detach(my_db, code);
+}
+
+/* Count a request's queue wait, in its power-of-two bucket. */
+static void
+record_wait(SequencerStats *stats, TimestampTz submitted_at, TimestampTz now)
+{
+	long		secs;
+	int			usecs;
+	uint64		wait;
+	int			bucket = 0;
+
+	TimestampDifference(submitted_at, now, &secs, &usecs);
+	wait = (uint64) secs * 1000000 + usecs;
+	while (bucket < ISEQ_WAIT_BUCKETS - 1 && (UINT64CONST(1) << bucket) <= wait)
+		bucket++;
+	stats->wait_sum_us += wait;
+	stats->wait_buckets[bucket]++;
 }
 
 /* Move queued requests into a new batch.  Returns how many were taken. */
@@ -248,13 +281,13 @@ static int
 take_requests(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	SequencerStats *stats = &sequencer_shared->stats;
+	SequencerStats *stats = &my_db->stats;
 
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
 	nbatch = 0;
 	while (nbatch < invoice_seq_max_batch_size)
 	{
-		int			slotno = request_queue_pop();
+		int			slotno = request_queue_pop(my_db);
 		SequencerRequest *slot;
 		BatchEntry *entry;
 
@@ -268,20 +301,7 @@ take_requests(void)
 		entry->slotno = slotno;
 		entry->request = slot->request;
 		entry->outcome = ENTRY_PENDING;
-
-		{
-			long		secs;
-			int			usecs;
-			uint64		wait;
-			int			bucket = 0;
-
-			TimestampDifference(slot->submitted_at, now, &secs, &usecs);
-			wait = (uint64) secs * 1000000 + usecs;
-			while (bucket < ISEQ_WAIT_BUCKETS - 1 && (UINT64CONST(1) << bucket) <= wait)
-				bucket++;
-			stats->wait_sum_us += wait;
-			stats->wait_buckets[bucket]++;
-		}
+		record_wait(stats, slot->submitted_at, now);
 	}
 	if (nbatch > 0)
 	{

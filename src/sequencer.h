@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * sequencer.h
- *		The sequencer, the background worker that records reservations made
- *		inside transaction blocks.
+ *		The sequencer, the background worker that records a database's
+ *		reservations made inside transaction blocks (started by launch.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -11,7 +11,6 @@
 
 #include "postgres.h"
 
-extern void invoice_seq_register_sequencer(void);
 extern PGDLLEXPORT void invoice_seq_sequencer_main(Datum main_arg);
 
 

@@ -30,7 +30,7 @@
  * The version of the extension's SQL objects this library works with: the
  * control file's default_version.  Raise both with every schema change.
  */
-#define ISEQ_SCHEMA_VERSION "1.2"
+#define ISEQ_SCHEMA_VERSION "1.3"
 
 /*
  * The role that owns the extension's objects: the owner of its schema, which
@@ -65,8 +65,8 @@ invoice_seq_owner(void)
  * ALTER EXTENSION UPDATE not yet run) would fail on missing columns; say
  * what to do instead.  Checked until it first succeeds in a backend.
  */
-static void
-check_schema_version(void)
+void
+invoice_seq_check_schema_version(void)
 {
 	static bool checked = false;
 	Relation	rel;
@@ -114,7 +114,7 @@ invoice_seq_become_owner(Oid *save_userid, int *save_sec_context)
 {
 	Oid			owner;
 
-	check_schema_version();
+	invoice_seq_check_schema_version();
 	owner = invoice_seq_owner();
 
 	GetUserIdAndSecContext(save_userid, save_sec_context);

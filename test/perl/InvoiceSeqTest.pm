@@ -36,8 +36,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-# A node with invoice_seq preloaded, its sequencer serving "postgres",
-# started, with the extension created and the sequencer running.
+# The database the client helpers below connect to: start_scripts(),
+# wait_for_entries(), check_invariants(), check_key_retries() and
+# issued_mismatches().  A test of several databases sets it with "local".
+our $db = 'postgres';
+
+# A node with invoice_seq preloaded, started, with the extension created in
+# "postgres" and that database's sequencer running.
 sub new_node
 {
 	my ($name, %opts) = @_;
@@ -46,7 +51,6 @@ sub new_node
 	$node->init(%{ $opts{init} // {} });
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'invoice_seq'
-invoice_seq.database = 'postgres'
 max_connections = 50
 restart_after_crash = on
 });
@@ -57,12 +61,15 @@ restart_after_crash = on
 	return $node;
 }
 
-# The pid of the running sequencer, or '' if none runs.
+# The pid of the sequencer running in $db (default "postgres"), or '' if
+# none runs.
 sub sequencer_pid
 {
-	my ($node) = @_;
+	my ($node, $db) = @_;
+	$db //= 'postgres';
 	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'invoice_seq sequencer'");
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'invoice_seq sequencer'"
+		  . " AND datname = '$db'");
 }
 
 # Did the server log that a backend (with $pid, if given) was killed with
@@ -77,17 +84,19 @@ sub killed_by_sigkill
 		qr/(?:server process|client backend) \(PID $p\) was terminated by signal 9/);
 }
 
-# Wait until the node accepts connections and a sequencer runs (one other
-# than $old_pid, if given).
+# Wait until the node accepts connections, start the sequencer of $db
+# (default "postgres"), and wait until one runs there (other than $old_pid,
+# if given).  Sequencers start when a request needs them; this starts it
+# ahead, so that a test can find its process.
 sub wait_for_sequencer
 {
-	my ($node, $old_pid) = @_;
+	my ($node, $old_pid, $db) = @_;
 	$old_pid //= 0;
-	$node->poll_query_until('postgres', 'SELECT 1', '1')
+	$db //= 'postgres';
+	$node->poll_query_until($db, 'SELECT 1', '1')
 	  or die "node does not accept connections";
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity"
-		  . " WHERE backend_type = 'invoice_seq sequencer' AND pid <> $old_pid")
+	$node->poll_query_until($db,
+		"SELECT invoice_seq.start_sequencer() <> $old_pid")
 	  or die "no sequencer running";
 	return;
 }
@@ -134,7 +143,7 @@ sub start_scripts
 			[
 				'psql', '-X', '-A', '-t', '-q',
 				'-v', 'ON_ERROR_STOP=0',
-				'-d', $node->connstr('postgres'),
+				'-d', $node->connstr($db),
 				'-f', "$base.sql"
 			],
 			'>', "$base.out", '2>', "$base.err");
@@ -196,7 +205,7 @@ sub errors
 sub wait_for_entries
 {
 	my ($node, $series, $n) = @_;
-	$node->poll_query_until('postgres',
+	$node->poll_query_until($db,
 		"SELECT count(*) >= $n FROM invoice_seq.ledger WHERE series = '$series'")
 	  or die "the ledger of $series never reached $n entries";
 	return;
@@ -214,7 +223,7 @@ sub check_invariants
 
 	my %ledger;
 	for my $row (split /\n/,
-		$node->safe_psql('postgres',
+		$node->safe_psql($db,
 			"SELECT invoice_no, coalesce(idempotency_key, '') FROM invoice_seq.ledger"
 			  . " WHERE series = '$series' AND status <> 'recyclable'"))
 	{
@@ -246,19 +255,19 @@ sub check_invariants
 	  or diag "twice: @twice";
 
 	my ($count, $distinct, $min, $max) = split /\|/,
-	  $node->safe_psql('postgres',
+	  $node->safe_psql($db,
 		"SELECT count(*), count(DISTINCT invoice_no), coalesce(min(invoice_no), 0),"
 		  . " coalesce(max(invoice_no), 0)"
 		  . " FROM invoice_seq.ledger WHERE series = '$series'");
 	ok($count == $max && $distinct == $count && ($count == 0 || $min == 1),
 		"$when: the ledger is dense ($count entries, 1..$max)");
-	is( $node->safe_psql('postgres',
+	is( $node->safe_psql($db,
 			"SELECT count(*) FROM invoice_seq.check_series('$series') WHERE problem = 'gap'"),
 		'0',
 		"$when: check_series finds no gap");
 
-	$node->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS amcheck');
-	my ($ret, $out, $err) = $node->psql('postgres',
+	$node->safe_psql($db, 'CREATE EXTENSION IF NOT EXISTS amcheck');
+	my ($ret, $out, $err) = $node->psql($db,
 		"SELECT bt_index_check(indexrelid, true) FROM pg_index"
 		  . " WHERE indrelid = 'invoice_seq.ledger_entry'::regclass");
 	is($ret, 0, "$when: bt_index_check passes on the ledger's indexes")
@@ -281,7 +290,7 @@ sub check_key_retries
 	my (@mismatch, @unstable, @retried);
 	for my $a (values %last)
 	{
-		my $again = $node->safe_psql('postgres',
+		my $again = $node->safe_psql($db,
 			"SELECT invoice_seq.reserve_invoice_no('$series', '$a->{key}')");
 		push @mismatch, "$a->{key}: $a->{number} then $again"
 		  if $again ne $a->{number};
@@ -289,9 +298,9 @@ sub check_key_retries
 		my ($prefix, $i) = $a->{key} =~ /^(.*-)(\d+)$/;
 		next if defined $last_index && $i >= $last_index;
 		my $key = $prefix . ($i + 1);
-		my $first = $node->safe_psql('postgres',
+		my $first = $node->safe_psql($db,
 			"SELECT invoice_seq.reserve_invoice_no('$series', '$key')");
-		my $second = $node->safe_psql('postgres',
+		my $second = $node->safe_psql($db,
 			"SELECT invoice_seq.reserve_invoice_no('$series', '$key')");
 		push @unstable, "$key: $first then $second" if $first ne $second;
 		push @retried, { client => 'retry', key => $key, number => $first };
@@ -312,7 +321,7 @@ sub issued_mismatches
 {
 	my ($node, $series, %opts) = @_;
 	my $one_step = $opts{one_step} ? ' AND one_step' : '';
-	return $node->safe_psql('postgres', qq{
+	return $node->safe_psql($db, qq{
 		SELECT count(*) FROM app_invoice a
 		FULL JOIN (SELECT invoice_no FROM invoice_seq.ledger
 		           WHERE series = '$series' AND status = 'issued'$one_step) l

@@ -46,13 +46,13 @@ my $before = $node->safe_psql('postgres', q{
 
 # The new library refuses to work on the old objects, and says what to do.
 my ($ret, $out, $err) = $node->psql('postgres', "SELECT invoice_seq.reserve_invoice_no('OLD')");
-like($err, qr/library version 1\.2 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
+like($err, qr/library version 1\.3 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
 	'before the update, the API says to run ALTER EXTENSION UPDATE');
 
 $node->safe_psql('postgres', 'ALTER EXTENSION invoice_seq UPDATE');
 is($node->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'invoice_seq'"),
-	'1.2', 'the extension is at 1.2');
+	'1.3', 'the extension is at 1.3');
 
 is( $node->safe_psql('postgres', q{
 		SELECT string_agg(format('%s %s %s %s', invoice_no, display_no, status, idempotency_key),
@@ -129,5 +129,38 @@ is( $node->safe_psql('v11', q{
 		SELECT invoice_seq.confirm_invoice_no('S11', 3, 'ext-3'),
 		       invoice_seq.next_invoice_no('S11')}),
 	'3|4', 'from 1.1: confirm returns its number, and numbering continues');
+
+# From 1.2: stats gains a row per database, start_sequencer() appears, and
+# this database (not the one 1.2's invoice_seq.database named) reserves
+# inside a transaction block with a sequencer of its own.
+$node->safe_psql('postgres', 'CREATE DATABASE v12');
+$node->safe_psql('v12', q{
+	CREATE EXTENSION invoice_seq VERSION '1.2';
+	INSERT INTO invoice_seq.series_def
+	    (name, start_at, reset, format, stale_after, time_zone, created_at, created_by,
+	     chronological, owner)
+	VALUES ('S12', 1, 'never', '{n}', '15 minutes', 'UTC', now(), 'admin', true,
+	        current_user::regrole);
+	INSERT INTO invoice_seq.ledger_entry
+	    (series_id, period, invoice_no, display_no, status, idempotency_key,
+	     reserved_at, reserved_by)
+	SELECT s.id, '', 1, '1', 'reserved', 'key-1', now(), 'app'
+	FROM invoice_seq.series_def s;
+});
+($ret, $out, $err) = $node->psql('v12', 'SELECT * FROM invoice_seq.stats');
+like($err, qr/library version 1\.3 cannot use extension objects of version 1\.2/,
+	'from 1.2: before the update, stats says to run ALTER EXTENSION UPDATE');
+$node->safe_psql('v12', 'ALTER EXTENSION invoice_seq UPDATE');
+is( $node->safe_psql('v12',
+		"BEGIN; SELECT invoice_seq.reserve_invoice_no('S12', 'key-1'),"
+		  . " invoice_seq.reserve_invoice_no('S12', 'key-2'); COMMIT"),
+	'1|2', 'from 1.2: keys are found, and the database reserves inside a block');
+is( $node->safe_psql('v12',
+		"SELECT requests, sequencer_pid IS NOT NULL FROM invoice_seq.stats WHERE database = 'v12'"),
+	'2|t', 'from 1.2: stats shows this database on a row of its own');
+is( $node->safe_psql('v12',
+		"SELECT invoice_seq.start_sequencer() = sequencer_pid FROM invoice_seq.stats"
+		  . " WHERE database = 'v12'"),
+	't', 'from 1.2: start_sequencer() returns the running sequencer');
 
 done_testing();

@@ -55,7 +55,7 @@ is( $standby->safe_psql('postgres',
 my ($ret, $out, $err) = $standby->psql('postgres', 'SELECT invoice_seq.reserve_invoice_no(\'S\')');
 like($err, qr/during recovery/, 'the standby refuses to reserve');
 
-# Dump, and restore into a new cluster whose sequencer serves "restored".
+# Dump, and restore into database "restored" of a new cluster.
 my $dump = "$PostgreSQL::Test::Utils::tmp_check/ledger.dump";
 $primary->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $primary->connstr('postgres') ],
 	'pg_dump');
@@ -66,16 +66,13 @@ my $restored = PostgreSQL::Test::Cluster->new('restored');
 $restored->init;
 $restored->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'invoice_seq'
-invoice_seq.database = 'restored'
 });
 $restored->start;
 $restored->safe_psql('postgres', 'CREATE DATABASE restored');
 $restored->command_ok(
 	[ 'pg_restore', '--exit-on-error', '-d', $restored->connstr('restored'), $dump ],
 	'pg_restore');
-$restored->poll_query_until('restored',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'invoice_seq sequencer'")
-  or die 'no sequencer in the restored cluster';
+InvoiceSeqTest::wait_for_sequencer($restored, undef, 'restored');
 
 is($restored->safe_psql('restored', $ledger_query), $ledger,
 	'the ledger is restored as it was');
