@@ -315,19 +315,28 @@ launch_leave_if_done(DatabaseSequencer *db, bool idle)
 
 /*
  * Ask a database's sequencer to leave once its batch is answered.  With
- * hold, keep any new one from starting for ISEQ_HOLD_MS, and wait (at most
- * ISEQ_LEAVE_WAIT_MS) until the worker has left the database.
+ * hold, keep any new one from starting for ISEQ_HOLD_MS (claiming an entry
+ * for the database if it has none, so that a session connected to it
+ * cannot start one meanwhile), and wait (at most ISEQ_LEAVE_WAIT_MS) until
+ * the worker has left the database.  Returns true if the hold claimed the
+ * entry.
  */
-static void
+static bool
 stop_sequencer(Oid dboid, bool hold)
 {
 	DatabaseSequencer *db;
 	Latch	   *latch = NULL;
 	pid_t		pid = 0;
+	bool		claimed = false;
 	TimestampTz now = GetCurrentTimestamp();
 
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
 	db = entry_find(dboid);
+	if (db == NULL && hold)
+	{
+		db = launch_entry(dboid);
+		claimed = (db != NULL);
+	}
 	if (db != NULL)
 	{
 		db->stop = true;
@@ -341,7 +350,7 @@ stop_sequencer(Oid dboid, bool hold)
 	if (latch != NULL)
 		SetLatch(latch);
 	if (!hold || pid == 0)
-		return;
+		return claimed;
 
 	/* gone from the process array, where the command will look for it */
 	while (BackendPidGetProc(pid) != NULL &&
@@ -353,9 +362,13 @@ stop_sequencer(Oid dboid, bool hold)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+	return claimed;
 }
 
-/* End a hold; with forget, free the entry of a database that is gone. */
+/*
+ * End a hold.  With forget (the database is gone, or the entry was claimed
+ * only for the hold), free the entry if no sequencer and no request uses it.
+ */
 static void
 release_database(Oid dboid, bool forget)
 {
@@ -454,6 +467,7 @@ launch_process_utility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			dboid = InvalidOid;
+	bool		claimed;
 	volatile bool dropped = false;
 
 	if (sequencer_shared != NULL)
@@ -463,11 +477,11 @@ launch_process_utility(PlannedStmt *pstmt, const char *queryString,
 		call_next_hook(pstmt, queryString, readOnlyTree, context, params,
 					   queryEnv, dest, qc);
 		if (sequencer_shared != NULL && drops_extension(parsetree))
-			stop_sequencer(MyDatabaseId, false);
+			(void) stop_sequencer(MyDatabaseId, false);
 		return;
 	}
 
-	stop_sequencer(dboid, true);
+	claimed = stop_sequencer(dboid, true);
 	PG_TRY();
 	{
 		call_next_hook(pstmt, queryString, readOnlyTree, context, params,
@@ -476,7 +490,7 @@ launch_process_utility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_FINALLY();
 	{
-		release_database(dboid, dropped);
+		release_database(dboid, dropped || claimed);
 	}
 	PG_END_TRY();
 }
