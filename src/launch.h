@@ -10,11 +10,12 @@
 #ifndef INVOICE_SEQ_LAUNCH_H
 #define INVOICE_SEQ_LAUNCH_H
 
+#include "pg_version_compat.h"
 #include "request.h"
 
 /* Backends: the entry of a database, and its sequencer. */
 extern DatabaseSequencer *launch_entry(Oid dboid);
-extern void launch_entry_error(void) pg_attribute_noreturn();
+extern pg_noreturn void launch_entry_error(void);
 extern void launch_sequencer_if_needed(Oid dboid);
 
 /* The sequencer: joining its entry, and leaving it. */

@@ -43,6 +43,14 @@ typedef bool TU_UpdateIndexes;
 
 #endif							/* PG_VERSION_NUM < 170000 */
 
+/*
+ * 18 marks functions that do not return with pg_noreturn, before the
+ * declaration, where pg_attribute_noreturn() went after it (and is gone).
+ */
+#if PG_VERSION_NUM < 180000
+#define pg_noreturn
+#endif
+
 /* 18 lets a module say its name and version (shown by pg_get_loaded_modules). */
 #if PG_VERSION_NUM >= 180000
 #define INVOICE_SEQ_MODULE_MAGIC \
