@@ -13,11 +13,15 @@ MODULE_big = invoice_seq
 OBJS = \
 	src/alloc.o \
 	src/audit.o \
+	src/chain.o \
+	src/close.o \
 	src/invoice_seq.o \
 	src/ledger.o \
 	src/launch.o \
 	src/ledger_am.o \
 	src/number.o \
+	src/preset.o \
+	src/record.o \
 	src/remote.o \
 	src/request.o \
 	src/sequencer.o \
@@ -33,9 +37,9 @@ endif
 
 EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql \
-	invoice_seq--1.2--1.3.sql
+	invoice_seq--1.2--1.3.sql invoice_seq--1.3--1.4.sql
 
-REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input
+REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 

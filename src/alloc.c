@@ -66,6 +66,7 @@ typedef struct AllocEntry
 	bool		spilled;		/* more free numbers than the array holds */
 	bool		stale;			/* the ledger has a row we did not expect */
 	bool		sweep_due;		/* earlier periods' free numbers to void */
+	bool		closed;			/* close_period() closed it: no more numbers */
 	uint64		last_used;		/* for eviction, least recently used first */
 	int			nfree;
 	FreeNumber	free[ISEQ_FREE_SLOTS];	/* ascending */
@@ -328,6 +329,8 @@ load_from_ledger(const InvoiceSeries *series, AllocEntry *loaded)
 	int64		last;
 	int64		from;
 
+	loaded->closed = invoice_seq_period_closed(series->id, loaded->key.period);
+
 	read_period(&last_plan,
 				"SELECT invoice_no FROM invoice_seq.ledger_entry"
 				" WHERE series_id OPERATOR(pg_catalog.=) $1"
@@ -376,6 +379,7 @@ load_entry(const InvoiceSeries *series, AllocKey *key)
 	entry->nfree = loaded->nfree;
 	memcpy(entry->free, loaded->free, sizeof(FreeNumber) * loaded->nfree);
 	entry->spilled = loaded->spilled;
+	entry->closed = loaded->closed;
 	entry->stale = false;
 	entry->sweep_due = true;
 	entry->state = ALLOC_READY;
@@ -487,6 +491,14 @@ alloc_take(const InvoiceSeries *series, const char *period, TimestampTz now,
 	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
 	entry = ready_entry(series, &key);
 	taken->sweep_due = entry->sweep_due;
+	if (entry->closed)
+	{
+		LWLockRelease(alloc_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is closed", period_label(series->name, period)),
+				 errdetail("invoice_seq.close_period() closed it; it takes no more numbers.")));
+	}
 	if (entry->nfree > 0)
 	{
 		taken->invoice_no = entry->free[0].invoice_no;
@@ -650,6 +662,24 @@ alloc_sweep_done(const InvoiceSeries *series, const char *period)
 			break;
 		}
 	}
+}
+
+/*
+ * Read the entry of (series, period) again from the ledger once it is idle:
+ * close_period() changed what it must hand out.
+ */
+void
+alloc_reload(const InvoiceSeries *series, const char *period)
+{
+	AllocKey	key;
+	AllocEntry *entry;
+
+	make_key(&key, series->id, period);
+	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
+	entry = hash_search(alloc_hash, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		entry->stale = true;
+	LWLockRelease(alloc_shared->lock);
 }
 
 /*

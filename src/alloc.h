@@ -54,6 +54,7 @@ extern void alloc_take(const InvoiceSeries *series, const char *period,
 extern bool alloc_claim(const InvoiceSeries *series, const char *period,
 						int64 invoice_no, TakenNumber *taken);
 extern void alloc_sweep_done(const InvoiceSeries *series, const char *period);
+extern void alloc_reload(const InvoiceSeries *series, const char *period);
 extern void alloc_forget(const InvoiceSeries *series, const char *period,
 						 int64 invoice_no);
 extern HoleKind alloc_hole_kind(int32 series_id, const char *period,

@@ -32,6 +32,7 @@ int			invoice_seq_sequencer_timeout = 10000;
 int			invoice_seq_max_periods = 1024;
 int			invoice_seq_max_databases = 16;
 int			invoice_seq_idle_timeout = 60000;
+bool		invoice_seq_sealing = true;
 char	   *invoice_seq_test_clock = NULL;
 char	   *invoice_seq_ledger_archive = NULL;
 
@@ -104,6 +105,15 @@ define_settings(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("invoice_seq.sealing",
+							 "Whether each database's sequencer seals the hash chain in the background.",
+							 "Off, chains are sealed only by chain_head(), export_series() and close_period().",
+							 &invoice_seq_sealing,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("invoice_seq.test_clock",
 							   "For tests only: the time at which this session's numbers are reserved, issued and voided.",

@@ -27,6 +27,7 @@
 #define ISEQ_MAX_EXTERNAL_REF	255
 #define ISEQ_MAX_REASON			1000
 #define ISEQ_MAX_ERRTEXT		511
+#define ISEQ_APP_DIGEST_LEN		32	/* a SHA-256 */
 
 /* How a series restarts its numbering. */
 typedef enum SeriesReset
@@ -35,6 +36,15 @@ typedef enum SeriesReset
 	SERIES_RESET_YEARLY,
 	SERIES_RESET_MONTHLY
 } SeriesReset;
+
+/* A national preset of a series (preset.c). */
+typedef enum SeriesPreset
+{
+	PRESET_NONE,
+	PRESET_TR_EFATURA,			/* Turkey, e-Fatura and e-Arsiv */
+	PRESET_PT_ATCUD,			/* Portugal, ATCUD */
+	PRESET_FR					/* France */
+} SeriesPreset;
 
 /* A series definition, as read from invoice_seq.series_def. */
 typedef struct InvoiceSeries
@@ -47,6 +57,7 @@ typedef struct InvoiceSeries
 	char		time_zone[TZ_STRLEN_MAX + 1];
 	bool		chronological;	/* never issue a higher number on an earlier day */
 	Oid			owner;			/* its members may use the series */
+	SeriesPreset preset;
 } InvoiceSeries;
 
 /* The status of a ledger entry (column status). */
@@ -79,6 +90,7 @@ typedef struct ReservedNumber
 extern int	invoice_seq_lock_timeout;
 extern int	invoice_seq_max_databases;
 extern int	invoice_seq_idle_timeout;
+extern bool invoice_seq_sealing;
 extern int	invoice_seq_max_batch_size;
 extern int	invoice_seq_sequencer_timeout;
 extern char *invoice_seq_test_clock;

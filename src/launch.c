@@ -56,6 +56,7 @@
 #define ISEQ_RESTART_DELAY_MS	1000	/* after an exit on an error */
 #define ISEQ_HOLD_MS			60000	/* longest hold of a database */
 #define ISEQ_LEAVE_WAIT_MS		10000	/* longest wait for a worker to leave */
+#define ISEQ_WAKE_INTERVAL_MS	10000	/* a backend's tries to start a sealer */
 
 /* What a registered worker is told, besides its entry's index. */
 typedef struct LaunchToken
@@ -190,10 +191,11 @@ register_sequencer(int index, const LaunchToken *token)
 
 /*
  * Start the sequencer of a database, unless one runs or is starting (or the
- * database is held).  Called by a backend whose request is queued there.
+ * database is held).  If no worker can be registered: with raise, 53400;
+ * without, returns false.
  */
-void
-launch_sequencer_if_needed(Oid dboid)
+static bool
+start_sequencer(Oid dboid, bool raise)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	LaunchToken token;
@@ -205,7 +207,7 @@ launch_sequencer_if_needed(Oid dboid)
 	if (db == NULL || !start_due(db, now))
 	{
 		LWLockRelease(sequencer_shared->lock);
-		return;
+		return true;
 	}
 	index = entry_index(db);
 	db->state = SEQUENCER_STARTING;
@@ -216,7 +218,7 @@ launch_sequencer_if_needed(Oid dboid)
 	LWLockRelease(sequencer_shared->lock);
 
 	if (register_sequencer(index, &token))
-		return;
+		return true;
 
 	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
 	if (db->generation == token.generation && db->state == SEQUENCER_STARTING)
@@ -225,11 +227,53 @@ launch_sequencer_if_needed(Oid dboid)
 		db->failed_at = now;
 	}
 	LWLockRelease(sequencer_shared->lock);
-	ereport(ERROR,
-			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-			 errmsg("could not start the invoice_seq sequencer of this database"),
-			 errdetail("Every background worker slot is in use; no number was reserved."),
-			 errhint("Raise max_worker_processes: a database needs a worker while it reserves inside transaction blocks.")));
+	if (raise)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start the invoice_seq sequencer of this database"),
+				 errdetail("Every background worker slot is in use; no number was reserved."),
+				 errhint("Raise max_worker_processes: a database needs a worker while it reserves inside transaction blocks.")));
+	return false;
+}
+
+/* A backend with a queued request starts its database's sequencer. */
+void
+launch_sequencer_if_needed(Oid dboid)
+{
+	(void) start_sequencer(dboid, true);
+}
+
+/*
+ * After a number was taken here: see that this database's sequencer runs,
+ * to seal the chain in the background (invoice_seq.sealing).  While it
+ * runs, this costs two unlocked reads of the entry found last time (an
+ * entry's fields are aligned words, and a stale read only sends us to the
+ * locked path).  Otherwise it tries at most every ISEQ_WAKE_INTERVAL_MS,
+ * and never fails: the chain is then sealed on demand.
+ */
+void
+launch_wake_sealer(void)
+{
+	static DatabaseSequencer *cached = NULL;
+	static TimestampTz last_try = 0;
+	TimestampTz now;
+
+	if (sequencer_shared == NULL || !invoice_seq_sealing)
+		return;
+	if (cached != NULL && cached->dboid == MyDatabaseId &&
+		cached->state != SEQUENCER_STOPPED)
+		return;
+	now = GetCurrentTimestamp();
+	if (last_try != 0 &&
+		!TimestampDifferenceExceeds(last_try, now, ISEQ_WAKE_INTERVAL_MS))
+		return;
+	last_try = now;
+
+	LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
+	cached = launch_entry(MyDatabaseId);
+	LWLockRelease(sequencer_shared->lock);
+	if (cached != NULL)
+		(void) start_sequencer(MyDatabaseId, false);
 }
 
 /*

@@ -17,6 +17,7 @@
 extern DatabaseSequencer *launch_entry(Oid dboid);
 extern pg_noreturn void launch_entry_error(void);
 extern void launch_sequencer_if_needed(Oid dboid);
+extern void launch_wake_sealer(void);
 
 /* The sequencer: joining its entry, and leaving it. */
 extern DatabaseSequencer *launch_attach(Datum main_arg, Oid *dboid);

@@ -45,6 +45,7 @@
 #include "alloc.h"
 #include "ledger.h"
 #include "ledger_am.h"
+#include "preset.h"
 #include "series.h"
 #include "util.h"
 
@@ -72,7 +73,8 @@ enum
 	LOCKED_STATUS,
 	LOCKED_EXTERNAL_REF,
 	LOCKED_ONE_STEP,
-	LOCKED_NCOLUMNS = LOCKED_ONE_STEP
+	LOCKED_APP_DIGEST,
+	LOCKED_NCOLUMNS = LOCKED_APP_DIGEST
 };
 
 /* Parameters of the statements that change one entry, by tuple id. */
@@ -82,6 +84,7 @@ enum
 	CHANGE_WHEN,
 	CHANGE_WHO,
 	CHANGE_TEXT,				/* external_ref, or void reason */
+	CHANGE_DIGEST,				/* app_digest, for a confirm */
 	CHANGE_NPARAMS
 };
 
@@ -97,6 +100,7 @@ typedef struct NewEntry
 	const char *role;
 	TimestampTz now;
 	const char *void_reason;	/* for ENTRY_VOIDED */
+	const bytea *app_digest;	/* NULL: none */
 } NewEntry;
 
 enum
@@ -111,6 +115,7 @@ enum
 	INSERT_KEY,
 	INSERT_HOLDER,
 	INSERT_VOID_REASON,
+	INSERT_DIGEST,
 	INSERT_NPARAMS
 };
 
@@ -166,7 +171,7 @@ static void
 ledger_insert(const NewEntry *e)
 {
 	Oid			argtypes[INSERT_NPARAMS] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
-		TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, XID8OID, TEXTOID};
+		TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, XID8OID, TEXTOID, BYTEAOID};
 	Datum		values[INSERT_NPARAMS];
 	char		nulls[INSERT_NPARAMS];
 	SPIPlanPtr	plan;
@@ -193,18 +198,23 @@ ledger_insert(const NewEntry *e)
 		values[INSERT_VOID_REASON] = CStringGetTextDatum(e->void_reason);
 	else
 		nulls[INSERT_VOID_REASON] = 'n';
+	if (e->app_digest != NULL)
+		values[INSERT_DIGEST] = PointerGetDatum(e->app_digest);
+	else
+		nulls[INSERT_DIGEST] = 'n';
 
 	plan = invoice_seq_plan(&insert_plan,
 							"INSERT INTO invoice_seq.ledger_entry"
 							" (series_id, period, invoice_no, display_no, status,"
 							"  reserved_at, reserved_by, idempotency_key, holder_xid,"
-							"  confirmed_at, confirmed_by, voided_at, voided_by, void_reason)"
+							"  confirmed_at, confirmed_by, voided_at, voided_by, void_reason,"
+							"  app_digest)"
 							" SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,"
 							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'issued' THEN $6 END,"
 							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'issued' THEN $7 END,"
 							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'voided' THEN $6 END,"
 							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'voided' THEN '" AUTO_VOIDED_BY "' END,"
-							"  $10",
+							"  $10, $11",
 							INSERT_NPARAMS, argtypes);
 	PG_TRY();
 	{
@@ -496,6 +506,23 @@ void_free_number(const InvoiceSeries *series, const char *period,
 }
 
 /*
+ * Void a number without a row that close_period() found free; dated is a
+ * time within its period (the date of the row above it).
+ */
+void
+ledger_void_free(const InvoiceSeries *series, const char *period,
+				 int64 invoice_no, TimestampTz dated, TimestampTz now,
+				 const char *reason)
+{
+	TakenNumber taken;
+
+	memset(&taken, 0, sizeof(taken));
+	taken.invoice_no = invoice_no;
+	taken.limit = dated;
+	void_free_number(series, period, &taken, now, reason);
+}
+
+/*
  * The first numbers of a period since the allocator read that period from
  * the ledger, until a transaction that took one commits: free numbers of
  * the series' earlier periods can never be issued (a number is dated in its
@@ -569,7 +596,7 @@ void_ended_periods(const InvoiceSeries *series, const char *period,
 void
 ledger_take_number(const InvoiceSeries *series, const char *key,
 				   EntryStatus status, const char *role, TimestampTz now,
-				   ReservedNumber *result)
+				   const bytea *app_digest, ReservedNumber *result)
 {
 	TakenNumber taken;
 	bool		sweep_due = false;
@@ -585,6 +612,7 @@ ledger_take_number(const InvoiceSeries *series, const char *key,
 		void_ended_periods(series, result->period, now);
 
 	result->invoice_no = taken.invoice_no;
+	preset_check_number(series, taken.invoice_no);
 	series_render(series, taken.invoice_no, now, result->display_no);
 	result->status = status;
 	result->reserved_at = now;
@@ -598,6 +626,7 @@ ledger_take_number(const InvoiceSeries *series, const char *key,
 	e.key = key;
 	e.role = role;
 	e.now = now;
+	e.app_digest = app_digest;
 	ledger_insert(&e);
 }
 
@@ -605,7 +634,7 @@ ledger_take_number(const InvoiceSeries *series, const char *key,
  * The period argument of confirm and void: optional (and empty) for a series
  * that never resets, required and well formed for one that does.
  */
-static char *
+char *
 resolve_period(const InvoiceSeries *series, text *period_arg)
 {
 	char	   *period = period_arg ? text_to_cstring(period_arg) : NULL;
@@ -667,6 +696,7 @@ typedef struct TransitionArgs
 	char	   *name;
 	int64		invoice_no;
 	char	   *text;			/* external_ref (may be NULL), or reason */
+	bytea	   *app_digest;		/* confirm: the application's digest, or NULL */
 } TransitionArgs;
 
 /* The ledger entry that a confirm or void has locked. */
@@ -676,7 +706,30 @@ typedef struct LockedEntry
 	EntryStatus status;
 	char	   *external_ref;
 	bool		one_step;
+	bytea	   *app_digest;
 } LockedEntry;
+
+/* An application digest is a SHA-256: 32 bytes. */
+void
+check_app_digest(const bytea *digest)
+{
+	if (digest != NULL && VARSIZE_ANY_EXHDR(digest) != ISEQ_APP_DIGEST_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid app_digest: it has %zu bytes",
+						(size_t) VARSIZE_ANY_EXHDR(digest)),
+				 errdetail("An application digest is a SHA-256 digest of %d bytes.",
+						   ISEQ_APP_DIGEST_LEN)));
+}
+
+static bool
+same_digest(const bytea *a, const bytea *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
 
 static const char *
 transition_verb(Transition kind)
@@ -697,6 +750,7 @@ transition_args(FunctionCallInfo fcinfo, Transition kind, TransitionArgs *a)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("invoice_no must not be NULL")));
 	a->kind = kind;
+	a->app_digest = NULL;
 	a->name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	a->invoice_no = PG_GETARG_INT64(1);
 	a->text = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -711,6 +765,9 @@ transition_args(FunctionCallInfo fcinfo, Transition kind, TransitionArgs *a)
 
 	if (kind == TRANSITION_CONFIRM)
 	{
+		a->app_digest = (PG_NARGS() > 4 && !PG_ARGISNULL(4)) ?
+			PG_GETARG_BYTEA_PP(4) : NULL;
+		check_app_digest(a->app_digest);
 		if (a->text != NULL &&
 			(a->text[0] == '\0' || strlen(a->text) > ISEQ_MAX_EXTERNAL_REF))
 			ereport(ERROR,
@@ -756,12 +813,14 @@ lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	SPIPlanPtr	plan;
 	bool		changed;
 	bool		isnull;
+	Datum		d;
 
 	period_keys(keys, series->id, period);
 	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(invoice_no));
 	plan = invoice_seq_plan(&lock_entry_plan,
-							"SELECT ctid, status, external_ref, holder_xid IS NOT NULL"
+							"SELECT ctid, status, external_ref, holder_xid IS NOT NULL,"
+							"       app_digest"
 							" FROM invoice_seq.ledger_entry"
 							" WHERE ctid OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							1, &argtype);
@@ -785,6 +844,9 @@ lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	locked->one_step = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc,
 												  LOCKED_ONE_STEP, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+					  LOCKED_APP_DIGEST, &isnull);
+	locked->app_digest = isnull ? NULL : DatumGetByteaPCopy(d);
 	return true;
 }
 
@@ -824,6 +886,10 @@ check_transition(const TransitionArgs *a, const LockedEntry *locked,
 				 errmsg("cannot void %s: it is issued", label),
 				 errhint("An issued invoice is cancelled with a credit note.")));
 
+	if (!same_digest(a->app_digest, locked->app_digest))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is already issued with a different app_digest", label)));
 	if ((a->text == NULL && locked->external_ref == NULL) ||
 		(a->text != NULL && locked->external_ref != NULL &&
 		 strcmp(a->text, locked->external_ref) == 0))
@@ -843,9 +909,10 @@ apply_transition(const TransitionArgs *a, const InvoiceSeries *series,
 				 const char *period, const LockedEntry *locked,
 				 const char *caller, TimestampTz now, const char *label)
 {
-	Oid			argtypes[CHANGE_NPARAMS] = {TIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Oid			argtypes[CHANGE_NPARAMS] = {TIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
+		BYTEAOID};
 	Datum		values[CHANGE_NPARAMS];
-	char		nulls[CHANGE_NPARAMS] = {' ', ' ', ' ', ' '};
+	char		nulls[CHANGE_NPARAMS] = {' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	int			rc;
 
@@ -856,12 +923,17 @@ apply_transition(const TransitionArgs *a, const InvoiceSeries *series,
 		values[CHANGE_TEXT] = CStringGetTextDatum(a->text);
 	else
 		nulls[CHANGE_TEXT] = 'n';
+	if (a->app_digest != NULL)
+		values[CHANGE_DIGEST] = PointerGetDatum(a->app_digest);
+	else
+		nulls[CHANGE_DIGEST] = 'n';
 
 	if (a->kind == TRANSITION_CONFIRM)
 		plan = invoice_seq_plan(&confirm_plan,
 								"UPDATE invoice_seq.ledger_entry"
 								" SET status = 'issued', confirmed_at = $2,"
-								"     confirmed_by = $3, external_ref = $4"
+								"     confirmed_by = $3, external_ref = $4,"
+								"     app_digest = $5"
 								" WHERE ctid OPERATOR(pg_catalog.=) $1",
 								CHANGE_NPARAMS, argtypes);
 	else
@@ -870,7 +942,7 @@ apply_transition(const TransitionArgs *a, const InvoiceSeries *series,
 								" SET status = 'voided', voided_at = $2,"
 								"     voided_by = $3, void_reason = $4"
 								" WHERE ctid OPERATOR(pg_catalog.=) $1",
-								CHANGE_NPARAMS, argtypes);
+								CHANGE_DIGEST, argtypes);
 	rc = execute_entry_update(plan, values, nulls, series->id, period, a->invoice_no);
 	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "updating the ledger entry");
 	if (SPI_processed != 1)
@@ -918,6 +990,12 @@ ledger_transition(FunctionCallInfo fcinfo, Transition kind)
 				 errhint("Only a number returned by reserve_invoice_no can be %s.",
 						 kind == TRANSITION_CONFIRM ? "confirmed" : "voided")));
 
+	/* a closed period has nothing reserved; refuse even harmless retries */
+	if (locked.status != ENTRY_RESERVED &&
+		invoice_seq_period_closed(series.id, period))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot %s %s: its period is closed", transition_verb(kind), label)));
 	if (check_transition(&a, &locked, label))
 	{
 		char	   *conflict = NULL;

@@ -10,6 +10,8 @@
 #ifndef INVOICE_SEQ_LEDGER_H
 #define INVOICE_SEQ_LEDGER_H
 
+#include "fmgr.h"
+
 #include "invoice_seq.h"
 
 /* Who voids a number that can no longer be issued: the extension itself. */
@@ -19,7 +21,13 @@ extern bool ledger_find_key(const InvoiceSeries *series, const char *key,
 							ReservedNumber *result);
 extern void ledger_take_number(const InvoiceSeries *series, const char *key,
 							   EntryStatus status, const char *role,
-							   TimestampTz now, ReservedNumber *result);
+							   TimestampTz now, const bytea *app_digest,
+							   ReservedNumber *result);
+extern void check_app_digest(const bytea *digest);
+extern void ledger_void_free(const InvoiceSeries *series, const char *period,
+							 int64 invoice_no, TimestampTz dated,
+							 TimestampTz now, const char *reason);
+extern char *resolve_period(const InvoiceSeries *series, text *period_arg);
 extern char *number_label(const char *series, const char *period,
 						  int64 invoice_no);
 

@@ -37,6 +37,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "launch.h"
 #include "ledger.h"
 #include "remote.h"
 #include "request.h"
@@ -144,7 +145,7 @@ number_args(FunctionCallInfo fcinfo, NumberKind kind, char **name, char **key)
  */
 static void
 take_here(InvoiceSeries *series, const char *key, NumberKind kind,
-		  const char *role, ReservedNumber *result)
+		  const char *role, const bytea *app_digest, ReservedNumber *result)
 {
 	TimestampTz now = invoice_seq_now();
 
@@ -166,7 +167,7 @@ take_here(InvoiceSeries *series, const char *key, NumberKind kind,
 	}
 	ledger_take_number(series, key,
 					   kind == NUMBER_ONE_STEP ? ENTRY_ISSUED : ENTRY_RESERVED,
-					   role, now, result);
+					   role, now, app_digest, result);
 	if (kind == NUMBER_RESERVE)
 		require_durable_commit();
 }
@@ -184,10 +185,15 @@ take_number(FunctionCallInfo fcinfo, NumberKind kind, InvoiceSeries *series,
 	char	   *key;
 	char	   *role;
 	bool		here;
+	bytea	   *app_digest;
 	Oid			save_userid;
 	int			save_sec_context;
 
 	number_args(fcinfo, kind, &name, &key);
+	/* next_invoice_no(series, app_digest): the digest the chain covers */
+	app_digest = (kind == NUMBER_ONE_STEP && PG_NARGS() > 1 && !PG_ARGISNULL(1)) ?
+		PG_GETARG_BYTEA_PP(1) : NULL;
+	check_app_digest(app_digest);
 
 	/* A number is a write, even when it is not the caller's. */
 	PreventCommandDuringRecovery(what);
@@ -206,12 +212,13 @@ take_number(FunctionCallInfo fcinfo, NumberKind kind, InvoiceSeries *series,
 	/* the rest runs with more rights than the caller: check them first */
 	series_check_member(series, save_userid);
 	if (here)
-		take_here(series, key, kind, role, result);
+		take_here(series, key, kind, role, app_digest, result);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
 
 	if (!here)
 		request_reserve_remote(series, key, role, result);
+	launch_wake_sealer();
 }
 
 /*

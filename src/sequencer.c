@@ -31,6 +31,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/extension.h"
 #include "storage/lmgr.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -49,6 +50,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "chain.h"
 #include "launch.h"
 #include "ledger.h"
 #include "request.h"
@@ -91,8 +93,17 @@ static DatabaseSequencer *my_db = NULL;
 /* When the last batch ended (or the sequencer started). */
 static TimestampTz last_active = 0;
 
+/* When the next sealing pass is due. */
+static TimestampTz next_seal = 0;
+
+/* Links a sealing pass makes per chain, and how often it runs. */
+#define ISEQ_SEAL_BATCH			1000
+#define ISEQ_SEAL_INTERVAL_MS	1000
+
 static void sequencer_sigint(SIGNAL_ARGS);
 static bool idle_for(long *timeout);
+static bool seal_due(void);
+static int	seal_pass(void);
 static void sequencer_configure(void);
 static void sequencer_detach(int code, Datum arg);
 static int	take_requests(void);
@@ -171,13 +182,73 @@ invoice_seq_sequencer_main(Datum main_arg)
 			continue;
 		}
 
+		/* between batches, link what can be linked */
+		if (seal_due() && seal_pass() > 0)
+		{
+			/* there may be more: seal again once the queue is served */
+			last_active = next_seal = GetCurrentTimestamp();
+			continue;
+		}
+
 		if (launch_leave_if_done(my_db, idle_for(&timeout)))
 			proc_exit(0);
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
-						 (timeout >= 0 ? WL_TIMEOUT : 0),
+		if (timeout < 0 || timeout > ISEQ_SEAL_INTERVAL_MS)
+			timeout = ISEQ_SEAL_INTERVAL_MS;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);
 	}
+}
+
+/* Is it time for a sealing pass? */
+static bool
+seal_due(void)
+{
+	return invoice_seq_sealing &&
+		TimestampDifferenceExceeds(next_seal, GetCurrentTimestamp(), 0);
+}
+
+/*
+ * Seal the database's chains (chain.c), at most ISEQ_SEAL_BATCH links per
+ * chain, in a transaction of its own.  Returns how many links were made.
+ * After an error (the extension is missing, or older than the library),
+ * the next pass waits a minute, so that the log is not flooded.
+ */
+static int
+seal_pass(void)
+{
+	volatile int sealed = 0;
+
+	next_seal = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ISEQ_SEAL_INTERVAL_MS);
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (OidIsValid(get_extension_oid("invoice_seq", true)))
+		{
+			pgstat_report_activity(STATE_RUNNING, "sealing the ledger's chains");
+			invoice_seq_check_schema_version();
+			sealed = chain_seal_database(ISEQ_SEAL_BATCH);
+		}
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		next_seal = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
+		sealed = 0;
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextReset(batch_context);
+	return sealed;
 }
 
 /*
@@ -450,7 +521,7 @@ process_entry(BatchEntry *entry, TimestampTz now)
 						 errdetail("It was dropped while the reservation waited.")));
 			if (key == NULL || !ledger_find_key(&series, key, &entry->result))
 				ledger_take_number(&series, key, ENTRY_RESERVED, entry->request.role,
-								   now, &entry->result);
+								   now, NULL, &entry->result);
 			entry->outcome = ENTRY_OK;
 		}
 		else

@@ -24,10 +24,12 @@
 #include "utils/fmgrprotos.h"
 #include "common/hashfn.h"
 
+#include "preset.h"
 #include "series.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_create_series);
+PG_FUNCTION_INFO_V1(invoice_seq_create_series_preset);
 PG_FUNCTION_INFO_V1(invoice_seq_alter_series);
 PG_FUNCTION_INFO_V1(invoice_seq_drop_series);
 
@@ -471,7 +473,7 @@ wait_for_lock(const LOCKTAG *tag)
 	LockRelease(tag, mode, false);
 }
 
-#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone, chronological, owner"
+#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone, chronological, owner, preset"
 
 /*
  * Run a prepared one-parameter series lookup, and copy the series into
@@ -501,6 +503,7 @@ series_fetch(SPIPlanPtr plan, Datum arg, InvoiceSeries *series)
 			sizeof(series->time_zone));
 	series->chronological = DatumGetBool(SPI_getbinval(tuple, desc, 7, &isnull));
 	series->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 8, &isnull));
+	series->preset = preset_parse(SPI_getvalue(tuple, desc, 9));
 	return true;
 }
 
@@ -573,7 +576,7 @@ check_may_own(Oid roleid, Oid owner, const char *series)
 }
 
 /* Look up a series that must exist, raising 42704 otherwise. */
-static void
+void
 series_get(const char *name, InvoiceSeries *series)
 {
 	if (!series_lookup(name, series))
@@ -582,27 +585,85 @@ series_get(const char *name, InvoiceSeries *series)
 				 errmsg("invoice series \"%s\" does not exist", name)));
 }
 
+/* Insert a new series' definition, as the extension's owner. */
+static void
+insert_series(const SeriesSettings *settings, SeriesPreset preset, int64 start_at,
+			  Interval *stale_after, const char *time_zone, Oid owner)
+{
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[11] = {TEXTOID, INT8OID, TEXTOID, TEXTOID,
+		INTERVALOID, TEXTOID, TEXTOID, BOOLOID, REGROLEOID, TEXTOID, TEXTOID};
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	values[0] = CStringGetTextDatum(settings->name);
+	values[1] = Int64GetDatum(start_at);
+	values[2] = CStringGetTextDatum(series_reset_name(settings->reset));
+	values[3] = CStringGetTextDatum(settings->format);
+	values[4] = IntervalPGetDatum(stale_after);
+	values[5] = CStringGetTextDatum(time_zone);
+	values[6] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	values[7] = BoolGetDatum(settings->chronological);
+	values[8] = ObjectIdGetDatum(owner);
+	values[9] = CStringGetTextDatum(preset_name(preset));
+	nulls[9] = preset == PRESET_NONE ? 'n' : ' ';
+	values[10] = settings->validation_code ?
+		CStringGetTextDatum(settings->validation_code) : (Datum) 0;
+	nulls[10] = settings->validation_code ? ' ' : 'n';
+
+	SPI_connect();
+	invoice_seq_become_owner(&save_userid, &save_sec_context);
+	rc = SPI_execute_with_args("INSERT INTO invoice_seq.series_def"
+							   " (name, start_at, reset, format, stale_after,"
+							   "  time_zone, created_at, created_by, chronological, owner,"
+							   "  preset, validation_code)"
+							   " VALUES ($1, $2, $3, $4, $5, $6,"
+							   "  pg_catalog.statement_timestamp(), $7, $8, $9, $10, $11)"
+							   " ON CONFLICT (name) DO NOTHING",
+							   11, argtypes, values, nulls, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_INSERT, "creating a series");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("invoice series \"%s\" already exists", settings->name)));
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+}
+
+/* Check a new series' settings, let its preset fix them, and insert it. */
+static void
+create_series(SeriesSettings *settings, SeriesPreset preset, int64 start_at,
+			  Interval *stale_after, const char *time_zone, Oid owner)
+{
+	series_check_name(settings->name);
+	if (start_at < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid start_at " INT64_FORMAT " for invoice series \"%s\"",
+						start_at, settings->name),
+				 errdetail("Invoice numbers start at 1 or higher.")));
+	preset_apply(preset, settings);
+	check_format(settings->format, settings->reset);
+	check_stale_after(stale_after);
+	(void) series_tz(time_zone, NULL);
+	check_may_own(GetUserId(), owner, settings->name);
+	insert_series(settings, preset, start_at, stale_after, time_zone, owner);
+}
+
 /*
  * invoice_seq.create_series(series, start_at, reset, format, stale_after,
- *							 time_zone, chronological)
+ *							 time_zone, chronological, owner)
  */
 Datum
 invoice_seq_create_series(PG_FUNCTION_ARGS)
 {
-	char	   *name;
+	SeriesSettings settings;
 	int64		start_at;
-	SeriesReset reset;
-	char	   *format;
 	Interval   *stale_after;
 	char	   *time_zone;
-	char	   *created_by;
-	Oid			save_userid;
-	int			save_sec_context;
 	Oid			owner;
-	Datum		values[9];
-	Oid			argtypes[9] = {TEXTOID, INT8OID, TEXTOID, TEXTOID,
-	INTERVALOID, TEXTOID, TEXTOID, BOOLOID, REGROLEOID};
-	int			rc;
 
 	REQUIRE_ARG(0, "series");
 	REQUIRE_ARG(1, "start_at");
@@ -613,57 +674,56 @@ invoice_seq_create_series(PG_FUNCTION_ARGS)
 	REQUIRE_ARG(6, "chronological");
 	REQUIRE_ARG(7, "owner");
 
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	settings.name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	start_at = PG_GETARG_INT64(1);
-	reset = parse_reset(text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	format = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	settings.reset = parse_reset(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	settings.format = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	settings.format_given = settings.reset_given = true;
 	stale_after = PG_GETARG_INTERVAL_P(4);
 	time_zone = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	settings.chronological = PG_GETARG_BOOL(6);
+	settings.validation_code = NULL;
+	owner = PG_GETARG_OID(7);
 
-	series_check_name(name);
-	if (start_at < 1)
+	create_series(&settings, PRESET_NONE, start_at, stale_after, time_zone, owner);
+	PG_RETURN_VOID();
+}
+
+/*
+ * invoice_seq.create_series_preset(series, preset, validation_code,
+ *									start_at, format, reset, stale_after,
+ *									time_zone, owner)
+ */
+Datum
+invoice_seq_create_series_preset(PG_FUNCTION_ARGS)
+{
+	SeriesSettings settings;
+	SeriesPreset preset;
+
+	REQUIRE_ARG(0, "series");
+	REQUIRE_ARG(1, "preset");
+	REQUIRE_ARG(3, "start_at");
+	REQUIRE_ARG(6, "stale_after");
+	REQUIRE_ARG(7, "time_zone");
+	REQUIRE_ARG(8, "owner");
+
+	settings.name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	preset = preset_parse(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	if (preset == PRESET_NONE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid start_at " INT64_FORMAT " for invoice series \"%s\"",
-						start_at, name),
-				 errdetail("Invoice numbers start at 1 or higher.")));
-	check_format(format, reset);
-	check_stale_after(stale_after);
-	(void) series_tz(time_zone, NULL);
+				 errmsg("a preset is required"),
+				 errhint("Use create_series() for a series without one.")));
+	settings.validation_code = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	settings.format_given = !PG_ARGISNULL(4);
+	settings.format = settings.format_given ? text_to_cstring(PG_GETARG_TEXT_PP(4)) : "{n}";
+	settings.reset_given = !PG_ARGISNULL(5);
+	settings.reset = settings.reset_given ?
+		parse_reset(text_to_cstring(PG_GETARG_TEXT_PP(5))) : SERIES_RESET_NEVER;
+	settings.chronological = true;
 
-	created_by = GetUserNameFromId(GetUserId(), false);
-
-	values[0] = CStringGetTextDatum(name);
-	values[1] = Int64GetDatum(start_at);
-	values[2] = CStringGetTextDatum(series_reset_name(reset));
-	values[3] = CStringGetTextDatum(format);
-	values[4] = IntervalPGetDatum(stale_after);
-	values[5] = CStringGetTextDatum(time_zone);
-	values[6] = CStringGetTextDatum(created_by);
-	values[7] = PG_GETARG_DATUM(6);
-	owner = PG_GETARG_OID(7);
-	check_may_own(GetUserId(), owner, name);
-	values[8] = ObjectIdGetDatum(owner);
-
-	SPI_connect();
-	invoice_seq_become_owner(&save_userid, &save_sec_context);
-
-	rc = SPI_execute_with_args("INSERT INTO invoice_seq.series_def"
-							   " (name, start_at, reset, format, stale_after,"
-							   "  time_zone, created_at, created_by, chronological, owner)"
-							   " VALUES ($1, $2, $3, $4, $5, $6,"
-							   "  pg_catalog.statement_timestamp(), $7, $8, $9)"
-							   " ON CONFLICT (name) DO NOTHING",
-							   9, argtypes, values, NULL, false, 0);
-	invoice_seq_spi_check(rc, SPI_OK_INSERT, "creating a series");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
-				 errmsg("invoice series \"%s\" already exists", name)));
-
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	SPI_finish();
-
+	create_series(&settings, preset, PG_GETARG_INT64(3), PG_GETARG_INTERVAL_P(6),
+				  text_to_cstring(PG_GETARG_TEXT_PP(7)), PG_GETARG_OID(8));
 	PG_RETURN_VOID();
 }
 
@@ -690,6 +750,8 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 
 	series_get(name, &series);
 	check_may_own(save_userid, series.owner, series.name);
+	preset_check_alter(&series, !PG_ARGISNULL(1),
+					   !PG_ARGISNULL(3) && !PG_GETARG_BOOL(3));
 	series_lock(series.id);
 
 	values[0] = Int32GetDatum(series.id);

@@ -26,8 +26,15 @@
  */
 #define ISEQ_KEY_LOCK_CLASS		0x4954
 
+/*
+ * locktag_field4 of the advisory lock that serialises the sealing of one
+ * (series, period) chain.
+ */
+#define ISEQ_SEAL_LOCK_CLASS	0x4955
+
 extern bool series_lookup(const char *name, InvoiceSeries *series);
 extern bool series_lookup_by_id(int32 id, InvoiceSeries *series);
+extern void series_get(const char *name, InvoiceSeries *series);
 extern void series_check_name(const char *name);
 extern void series_check_member(const InvoiceSeries *series, Oid roleid);
 extern void series_lock_tag(LOCKTAG *tag, int32 series_id);

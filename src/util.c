@@ -30,7 +30,7 @@
  * The version of the extension's SQL objects this library works with: the
  * control file's default_version.  Raise both with every schema change.
  */
-#define ISEQ_SCHEMA_VERSION "1.3"
+#define ISEQ_SCHEMA_VERSION "1.4"
 
 /*
  * The role that owns the extension's objects: the owner of its schema, which
@@ -239,4 +239,34 @@ parse_entry_status(const char *status)
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("invoice_seq: unknown ledger entry status \"%s\"", status)));
 	return ENTRY_RESERVED;		/* keep compiler quiet */
+}
+
+/* Has close_period() closed this period of the series? */
+bool
+invoice_seq_period_closed(int32 series_id, const char *period)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	int			rc;
+
+	invoice_seq_plan(&plan,
+					 "SELECT FROM invoice_seq.period_close"
+					 " WHERE series_id OPERATOR(pg_catalog.=) $1"
+					 " AND period OPERATOR(pg_catalog.=) $2",
+					 2, argtypes);
+	values[0] = Int32GetDatum(series_id);
+	values[1] = CStringGetTextDatum(period);
+	rc = invoice_seq_execute(plan, values, NULL, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "reading the period's closing");
+	return SPI_processed > 0;
+}
+
+/* "invoice series "INV"", or "period "2026" of invoice series "INV"". */
+char *
+period_label(const char *series, const char *period)
+{
+	if (period[0] == '\0')
+		return psprintf("invoice series \"%s\"", series);
+	return psprintf("period \"%s\" of invoice series \"%s\"", period, series);
 }

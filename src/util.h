@@ -26,6 +26,8 @@ extern TupleDesc invoice_seq_result_desc(FunctionCallInfo fcinfo);
 extern TimestampTz invoice_seq_test_now(void);
 extern TimestampTz invoice_seq_now(void);
 extern Oid	invoice_seq_ledger_relid(void);
+extern bool invoice_seq_period_closed(int32 series_id, const char *period);
+extern char *period_label(const char *series, const char *period);
 extern const char *entry_status_name(EntryStatus status);
 extern EntryStatus parse_entry_status(const char *status);
 

@@ -47,8 +47,14 @@ sub new_node
 {
 	my ($name, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
+	my %init = %{ $opts{init} // {} };
 
-	$node->init(%{ $opts{init} // {} });
+	# Data checksums are on by default from 18 on; a test that edits data
+	# files asks for none (no_checksums => 1).  This is the one place that
+	# knows.
+	push @{ $init{extra} }, '--no-data-checksums'
+	  if $opts{no_checksums} && $node->pg_version >= 18;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'invoice_seq'
 max_connections = 50

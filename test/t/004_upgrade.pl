@@ -46,13 +46,13 @@ my $before = $node->safe_psql('postgres', q{
 
 # The new library refuses to work on the old objects, and says what to do.
 my ($ret, $out, $err) = $node->psql('postgres', "SELECT invoice_seq.reserve_invoice_no('OLD')");
-like($err, qr/library version 1\.3 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
+like($err, qr/library version 1\.4 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
 	'before the update, the API says to run ALTER EXTENSION UPDATE');
 
 $node->safe_psql('postgres', 'ALTER EXTENSION invoice_seq UPDATE');
 is($node->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'invoice_seq'"),
-	'1.3', 'the extension is at 1.3');
+	'1.4', 'the extension is at 1.4');
 
 is( $node->safe_psql('postgres', q{
 		SELECT string_agg(format('%s %s %s %s', invoice_no, display_no, status, idempotency_key),
@@ -148,7 +148,7 @@ $node->safe_psql('v12', q{
 	FROM invoice_seq.series_def s;
 });
 ($ret, $out, $err) = $node->psql('v12', 'SELECT * FROM invoice_seq.stats');
-like($err, qr/library version 1\.3 cannot use extension objects of version 1\.2/,
+like($err, qr/library version 1\.4 cannot use extension objects of version 1\.2/,
 	'from 1.2: before the update, stats says to run ALTER EXTENSION UPDATE');
 $node->safe_psql('v12', 'ALTER EXTENSION invoice_seq UPDATE');
 is( $node->safe_psql('v12',
@@ -162,5 +162,12 @@ is( $node->safe_psql('v12',
 		"SELECT invoice_seq.start_sequencer() = sequencer_pid FROM invoice_seq.stats"
 		  . " WHERE database = 'v12'"),
 	't', 'from 1.2: start_sequencer() returns the running sequencer');
+
+# The chain covers what was there before the update, once it is final.
+$node->safe_psql('v12', "SELECT invoice_seq.confirm_invoice_no('S12', 1, 'EXT-1')");
+is($node->safe_psql('v12', "SELECT invoice_no FROM invoice_seq.chain_head('S12')"),
+	'1', 'after the update: entries made before it are sealed once final');
+is($node->safe_psql('v12', "SELECT count(*) FROM invoice_seq.verify_series('S12')"),
+	'0', 'after the update: the chain verifies');
 
 done_testing();
