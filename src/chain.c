@@ -13,7 +13,8 @@
  *
  * Sealing.  An entry can be linked once every lower number of its period is
  * final, so a chain is sealed from its head upwards and stops at the first
- * number that is reserved, free or in flight.  Nothing that hands out a
+ * number that is reserved, free or in flight.  The links of one pass are
+ * inserted by one statement.  Nothing that hands out a
  * number seals: the sequencer seals between batches (chain_seal_database),
  * and chain_head(), export_series() and close_period() seal before they
  * answer.
@@ -37,6 +38,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -218,27 +220,40 @@ seal_lock(int32 series_id, const char *period, bool wait)
 	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
-/* Record the link of one entry. */
+/* Record the links of some entries, in one statement. */
 static void
-insert_link(int32 series_id, const char *period, int64 invoice_no,
-			const ChainLink *link)
+insert_links(int32 series_id, const char *period, int n, Datum *numbers,
+			 Datum *links)
 {
-	bytea	   *b = palloc(VARHDRSZ + sizeof(link->hash));
 	Datum		args[4];
-	Oid			types[4] = {INT4OID, TEXTOID, INT8OID, BYTEAOID};
+	Oid			types[4] = {INT4OID, TEXTOID, INT8ARRAYOID, BYTEAARRAYOID};
 
-	SET_VARSIZE(b, VARHDRSZ + sizeof(link->hash));
-	memcpy(VARDATA(b), link->hash, sizeof(link->hash));
+	if (n == 0)
+		return;
 	args[0] = Int32GetDatum(series_id);
 	args[1] = CStringGetTextDatum(period);
-	args[2] = Int64GetDatum(invoice_no);
-	args[3] = PointerGetDatum(b);
+	args[2] = PointerGetDatum(construct_array(numbers, n, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array(links, n, BYTEAOID, -1, false,
+											  TYPALIGN_INT));
 	invoice_seq_plan(&insert_plan,
 					 "INSERT INTO invoice_seq.ledger_link"
 					 " (series_id, period, invoice_no, link, sealed_at)"
-					 " VALUES ($1, $2, $3, $4, pg_catalog.now())",
+					 " SELECT $1, $2, u.n, u.l, pg_catalog.now()"
+					 " FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(n, l)",
 					 4, types);
 	invoice_seq_execute(insert_plan, args, NULL, false, 0);
+}
+
+/* A link as a bytea datum. */
+static Datum
+link_datum(const ChainLink *link)
+{
+	bytea	   *b = palloc(VARHDRSZ + sizeof(link->hash));
+
+	SET_VARSIZE(b, VARHDRSZ + sizeof(link->hash));
+	memcpy(VARDATA(b), link->hash, sizeof(link->hash));
+	return PointerGetDatum(b);
 }
 
 /* Up to max entries of a period from a number on, in number order. */
@@ -279,6 +294,8 @@ chain_seal(const InvoiceSeries *series, const char *period, int max_links,
 	uint64		nrows;
 	int64		next;
 	StringInfoData buf;
+	Datum	   *numbers;
+	Datum	   *links;
 	int			sealed = 0;
 
 	if (!seal_lock(series->id, period, wait))
@@ -290,6 +307,8 @@ chain_seal(const InvoiceSeries *series, const char *period, int max_links,
 	read_entries(series->id, period, next, max_links);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
+	numbers = palloc(sizeof(Datum) * Max(nrows, 1));
+	links = palloc(sizeof(Datum) * Max(nrows, 1));
 	initStringInfo(&buf);
 	for (uint64 i = 0; i < nrows; i++)
 	{
@@ -300,11 +319,13 @@ chain_seal(const InvoiceSeries *series, const char *period, int max_links,
 			break;
 		chain_encode(&buf, series->name, period, &entry, prev);
 		chain_hash(&buf, &link);
-		insert_link(series->id, period, entry.invoice_no, &link);
+		numbers[sealed] = Int64GetDatum(entry.invoice_no);
+		links[sealed] = link_datum(&link);
 		prev = &link;
 		next++;
 		sealed++;
 	}
+	insert_links(series->id, period, sealed, numbers, links);
 	SPI_freetuptable(rows);
 	return sealed;
 }

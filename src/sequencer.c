@@ -183,11 +183,18 @@ invoice_seq_sequencer_main(Datum main_arg)
 		}
 
 		/* between batches, link what can be linked */
-		if (seal_due() && seal_pass() > 0)
+		if (seal_due())
 		{
-			/* there may be more: seal again once the queue is served */
-			last_active = next_seal = GetCurrentTimestamp();
-			continue;
+			int			sealed = seal_pass();
+
+			if (sealed > 0)
+				last_active = GetCurrentTimestamp();
+			/* a full batch: there is more, seal again once the queue is served */
+			if (sealed >= ISEQ_SEAL_BATCH)
+			{
+				next_seal = last_active;
+				continue;
+			}
 		}
 
 		if (launch_leave_if_done(my_db, idle_for(&timeout)))
