@@ -99,6 +99,7 @@ static TimestampTz next_seal = 0;
 /* Links a sealing pass makes per chain, and how often it runs. */
 #define ISEQ_SEAL_BATCH			1000
 #define ISEQ_SEAL_INTERVAL_MS	1000
+#define ISEQ_SEAL_LOCK_TIMEOUT	"50ms"
 
 static void sequencer_sigint(SIGNAL_ARGS);
 static bool idle_for(long *timeout);
@@ -217,19 +218,28 @@ seal_due(void)
 /*
  * Seal the database's chains (chain.c), at most ISEQ_SEAL_BATCH links per
  * chain, in a transaction of its own.  Returns how many links were made.
- * After an error (the extension is missing, or older than the library),
- * the next pass waits a minute, so that the log is not flooded.
+ *
+ * Sealing is background work: it gives way to anyone else's lock.  Its
+ * lock waits are bounded by ISEQ_SEAL_LOCK_TIMEOUT, far below
+ * deadlock_timeout, so a DDL that waits for it (DROP EXTENSION, say) never
+ * meets it in a deadlock; the pass is then skipped, quietly, until the next
+ * interval.  After any other error (the extension older than the library,
+ * say) the next pass waits a minute, so that the log is not flooded.
  */
 static int
 seal_pass(void)
 {
 	volatile int sealed = 0;
+	MemoryContext oldcontext = CurrentMemoryContext;
 
 	next_seal = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ISEQ_SEAL_INTERVAL_MS);
 	PG_TRY();
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+		(void) set_config_option("lock_timeout", ISEQ_SEAL_LOCK_TIMEOUT,
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (OidIsValid(get_extension_oid("invoice_seq", true)))
@@ -244,12 +254,20 @@ seal_pass(void)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		HOLD_INTERRUPTS();
-		EmitErrorReport();
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			EmitErrorReport();
+			next_seal = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
+		}
+		FreeErrorData(edata);
 		AbortOutOfAnyTransaction();
 		FlushErrorState();
 		RESUME_INTERRUPTS();
-		next_seal = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
 		sealed = 0;
 	}
 	PG_END_TRY();
