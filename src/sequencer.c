@@ -337,7 +337,7 @@ sequencer_detach(int code, Datum arg)
 
 		if (entry->outcome == ENTRY_OK &&
 			sequencer_shared->slots[entry->slotno].committing)
-			set_error(&entry->error, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+			set_error(&entry->error, ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN,
 					  "invoice_seq sequencer exited while committing a reservation",
 					  psprintf("A number of series \"%s\" may have been reserved.",
 							   entry->request.series),

@@ -186,8 +186,8 @@ ok($r->{handle}->pumpable, 'a cancel request does not end the wait for the stand
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 $r->{handle}->finish;
 like($r->{err},
-	qr/ERROR:  55000: invoice_seq sequencer exited while committing a reservation/,
-	'sequencer exits while committing: 55000');
+	qr/ERROR:  40003: invoice_seq sequencer exited while committing a reservation/,
+	'sequencer exits while committing: 40003, statement completion unknown');
 like($r->{err}, qr/HINT:  Retry with the same idempotency key/,
 	'sequencer exits while committing: the hint says to retry with the key');
 
