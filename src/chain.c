@@ -331,6 +331,18 @@ chain_seal(const InvoiceSeries *series, const char *period, int max_links,
 }
 
 /*
+ * Seal a chain to its end, waiting for its seal lock: for chain_head(),
+ * export_series() and close_period(), whose answer must cover every final
+ * entry.
+ */
+void
+chain_seal_to_end(const InvoiceSeries *series, const char *period)
+{
+	while (chain_seal(series, period, 10000, true) > 0)
+		;
+}
+
+/*
  * Seal every chain of this database that has something to seal, at most
  * max_links links per chain, skipping chains another process is sealing.
  * The (series, period) pairs are found with one index probe each.

@@ -63,6 +63,7 @@ extern char *hex_text(const uint8 *bytes, size_t len);
 /* Caller is connected to SPI and acts as the extension's owner. */
 extern int	chain_seal(const InvoiceSeries *series, const char *period,
 					   int max_links, bool wait);
+extern void chain_seal_to_end(const InvoiceSeries *series, const char *period);
 extern int	chain_seal_database(int max_links);
 extern void chain_head(int32 series_id, const char *period, ChainHead *head);
 

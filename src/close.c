@@ -221,8 +221,7 @@ invoice_seq_close_period(PG_FUNCTION_ARGS)
 							 psprintf("period closed by %s: %s", caller, reason),
 							 invoice_seq_now());
 	alloc_reload(&series, period);
-	while (chain_seal(&series, period, 10000, true) > 0)
-		;
+	chain_seal_to_end(&series, period);
 	record_closing(&series, period, caller, reason, values, nulls);
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);

@@ -107,8 +107,7 @@ record_seal(RecordCall *call)
 {
 	if (XactReadOnly || RecoveryInProgress())
 		return;
-	while (chain_seal(&call->series, call->period, 10000, true) > 0)
-		;
+	chain_seal_to_end(&call->series, call->period);
 }
 
 static void
