@@ -13,6 +13,7 @@ MODULE_big = invoice_seq
 OBJS = \
 	src/alloc.o \
 	src/audit.o \
+	src/caller.o \
 	src/chain.o \
 	src/close.o \
 	src/invoice_seq.o \
@@ -39,7 +40,7 @@ EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql \
 	invoice_seq--1.2--1.3.sql invoice_seq--1.3--1.4.sql
 
-REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets
+REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets callers
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 

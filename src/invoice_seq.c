@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 #include "alloc.h"
+#include "caller.h"
 #include "launch.h"
 #include "ledger_am.h"
 #include "pg_version_compat.h"
@@ -56,6 +57,7 @@ _PG_init(void)
 	/* every backend that loads the library protects ledgers */
 	ledger_am_install_hooks();
 	launch_install_hooks();
+	caller_install_hooks();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

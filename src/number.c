@@ -11,16 +11,16 @@
  *	next_invoice_no()		always: the number is issued when the caller
  *							commits, and free again if it does not.
  *	reserve_invoice_no()	when no client can see the number before the
- *							transaction's commit decides its fate: outside a
- *							transaction block, at the top level, not in a
- *							pipeline nor in a procedure.  The commit is then
+ *							transaction's commit decides its fate: called by
+ *							the client's own statement, which commits on its
+ *							own (see can_reserve_here).  The commit is then
  *							made durable (and replicated to a synchronous
  *							standby) whatever synchronous_commit says, and
  *							happens before the statement's result is sent.
  *
- * A reservation made inside a transaction block must survive the caller's
- * rollback, so it is made by the sequencer, in a transaction of its own
- * (request.c).
+ * Every other reservation (inside a transaction block, or from a function,
+ * procedure, trigger or DO block) must survive the caller's rollback, so
+ * it is made by the sequencer, in a transaction of its own (remote.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +37,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "caller.h"
 #include "launch.h"
 #include "ledger.h"
 #include "remote.h"
@@ -100,19 +101,22 @@ require_durable_commit(void)
 }
 
 /*
- * Can a reservation be recorded in the caller's transaction?  Only if the
- * client cannot learn the number before that transaction's commit: not in a
- * transaction block (explicit, or implicit in a query string of several
- * statements), not in a pipeline of statements sharing one transaction, not
- * in a subtransaction, and not in a procedure that may roll back.
+ * Can a reservation be recorded in the caller's transaction?  Only if no
+ * client or code can learn the number before that transaction's commit
+ * decides its fate: the function is called by the client's statement
+ * itself, not from a function, procedure, trigger or DO block that could
+ * show the number and then roll back (caller.c); and that statement
+ * commits on its own, at once: not in a transaction block (explicit, or
+ * implicit in a query string of several statements), not in a pipeline of
+ * statements sharing one transaction, not in a subtransaction.
  */
 static bool
-can_reserve_here(void)
+can_reserve_here(FunctionCallInfo fcinfo)
 {
 	return !IsTransactionBlock() &&
 		!(MyXactFlags & XACT_FLAGS_PIPELINING) &&
 		GetCurrentTransactionNestLevel() == 1 &&
-		!SPI_inside_nonatomic_context();
+		caller_is_client_statement(fcinfo);
 }
 
 /* Read and check the arguments: the series, and the key of a reservation. */
@@ -201,7 +205,7 @@ take_number(FunctionCallInfo fcinfo, NumberKind kind, InvoiceSeries *series,
 	request_require_preloaded();
 
 	role = GetUserNameFromId(GetUserId(), false);
-	here = (kind == NUMBER_ONE_STEP || can_reserve_here());
+	here = (kind == NUMBER_ONE_STEP || can_reserve_here(fcinfo));
 
 	SPI_connect();
 	invoice_seq_become_owner(&save_userid, &save_sec_context);

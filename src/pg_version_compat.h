@@ -43,6 +43,15 @@ typedef bool TU_UpdateIndexes;
 
 #endif							/* PG_VERSION_NUM < 170000 */
 
+/* 18 dropped the execute_once argument of ExecutorRun() and its hook. */
+#if PG_VERSION_NUM >= 180000
+#define EXECUTOR_RUN_ONCE_PARAM
+#define EXECUTOR_RUN_ONCE_ARG
+#else
+#define EXECUTOR_RUN_ONCE_PARAM , bool execute_once
+#define EXECUTOR_RUN_ONCE_ARG , execute_once
+#endif
+
 /*
  * 18 marks functions that do not return with pg_noreturn, before the
  * declaration, where pg_attribute_noreturn() went after it (and is gone).

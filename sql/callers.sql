@@ -1,0 +1,74 @@
+--
+-- Where a reservation is recorded, by who calls reserve_invoice_no().
+--
+-- It is recorded in the caller's own transaction only when called by the
+-- client's statement itself, outside a transaction block: the number then
+-- reaches the client with the statement's result, after the commit.  Called
+-- from a function, procedure, trigger or DO block, the number is in that
+-- code's hands before anything is committed; the code may show or send it
+-- and then roll back.  So it goes to the sequencer, is committed before it
+-- is returned, and survives the rollback: a retry with the same key gets
+-- the same number, and nobody else ever gets it.
+--
+\set SHOW_CONTEXT never
+SELECT invoice_seq.create_series('CALL');
+
+-- The report of issue 19: a procedure calls a function that reserves,
+-- shows the number, and rolls back.
+CREATE FUNCTION take_no(k text) RETURNS bigint LANGUAGE plpgsql
+AS $$BEGIN RETURN invoice_seq.reserve_invoice_no('CALL', k); END$$;
+CREATE PROCEDURE issue(k text) LANGUAGE plpgsql
+AS $$DECLARE n bigint; BEGIN n := take_no(k); RAISE NOTICE 'sent number %', n; ROLLBACK; END$$;
+CALL issue('order-1');
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-2');   -- not 1
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-1');   -- 1 again
+
+-- The procedure calling reserve directly, and committing or failing.
+CREATE PROCEDURE issue_direct(k text, fail boolean) LANGUAGE plpgsql
+AS $$
+DECLARE n bigint;
+BEGIN
+    n := invoice_seq.reserve_invoice_no('CALL', k);
+    RAISE NOTICE 'sent number %', n;
+    IF fail THEN RAISE EXCEPTION 'the integrator call failed'; END IF;
+    COMMIT;
+END$$;
+CALL issue_direct('order-3', true);
+CALL issue_direct('order-3', false);    -- the same number
+
+-- A DO block that shows the number, then fails.
+DO $$BEGIN RAISE NOTICE 'sent number %', take_no('order-4'); RAISE EXCEPTION 'failed'; END$$;
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-4');   -- the number shown
+
+-- A function called by the client's statement, which then fails.
+SELECT take_no('order-5'), invoice_seq.next_invoice_no(NULL);
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-5');
+
+-- A trigger that numbers the application's row; the statement fails after.
+CREATE TABLE call_invoice (no bigint, key text, amount numeric);
+CREATE FUNCTION number_invoice() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.no := invoice_seq.reserve_invoice_no('CALL', NEW.key);
+    RAISE NOTICE 'sent number %', NEW.no;
+    IF NEW.amount <= 0 THEN
+        RAISE EXCEPTION 'the amount must be positive' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END$$;
+CREATE TRIGGER number_invoice BEFORE INSERT ON call_invoice
+    FOR EACH ROW EXECUTE FUNCTION number_invoice();
+INSERT INTO call_invoice (key, amount) VALUES ('order-6', -1);
+INSERT INTO call_invoice (key, amount) VALUES ('order-6', 10) RETURNING no;
+
+-- Every number shown above is reserved under its key, once; none went to
+-- another key.
+SELECT invoice_no, idempotency_key, status
+FROM invoice_seq.ledger WHERE series = 'CALL' ORDER BY invoice_no;
+
+-- The client's own statement still numbers in its own transaction: a
+-- failed statement leaves nothing, and the number is handed out again.
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-7'), invoice_seq.next_invoice_no(NULL);
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-8');
+SELECT count(*) FILTER (WHERE idempotency_key = 'order-7') AS order_7,
+       max(invoice_no) AS highest
+FROM invoice_seq.ledger WHERE series = 'CALL' AND status <> 'recyclable';
