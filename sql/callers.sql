@@ -34,14 +34,17 @@ BEGIN
     COMMIT;
 END$$;
 CALL issue_direct('order-3', true);
+\echo :LAST_ERROR_SQLSTATE
 CALL issue_direct('order-3', false);    -- the same number
 
 -- A DO block that shows the number, then fails.
 DO $$BEGIN RAISE NOTICE 'sent number %', take_no('order-4'); RAISE EXCEPTION 'failed'; END$$;
+\echo :LAST_ERROR_SQLSTATE
 SELECT invoice_seq.reserve_invoice_no('CALL', 'order-4');   -- the number shown
 
 -- A function called by the client's statement, which then fails.
 SELECT take_no('order-5'), invoice_seq.next_invoice_no(NULL);
+\echo :LAST_ERROR_SQLSTATE
 SELECT invoice_seq.reserve_invoice_no('CALL', 'order-5');
 
 -- A trigger that numbers the application's row; the statement fails after.
@@ -58,6 +61,7 @@ END$$;
 CREATE TRIGGER number_invoice BEFORE INSERT ON call_invoice
     FOR EACH ROW EXECUTE FUNCTION number_invoice();
 INSERT INTO call_invoice (key, amount) VALUES ('order-6', -1);
+\echo :LAST_ERROR_SQLSTATE
 INSERT INTO call_invoice (key, amount) VALUES ('order-6', 10) RETURNING no;
 
 -- Every number shown above is reserved under its key, once; none went to
@@ -68,7 +72,33 @@ FROM invoice_seq.ledger WHERE series = 'CALL' ORDER BY invoice_no;
 -- The client's own statement still numbers in its own transaction: a
 -- failed statement leaves nothing, and the number is handed out again.
 SELECT invoice_seq.reserve_invoice_no('CALL', 'order-7'), invoice_seq.next_invoice_no(NULL);
+\echo :LAST_ERROR_SQLSTATE
 SELECT invoice_seq.reserve_invoice_no('CALL', 'order-8');
 SELECT count(*) FILTER (WHERE idempotency_key = 'order-7') AS order_7,
        max(invoice_no) AS highest
 FROM invoice_seq.ledger WHERE series = 'CALL' AND status <> 'recyclable';
+
+-- A function that reserves a key, then retries it inside a block with an
+-- exception handler (a subtransaction): both calls reach the sequencer,
+-- and the retry finds the key's committed number (issue 19, case 3: the
+-- retry used to ask the sequencer forever).
+SET statement_timeout = '30s';
+CREATE FUNCTION retry_in_block(k text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE first bigint; again bigint;
+BEGIN
+    first := invoice_seq.reserve_invoice_no('CALL', k);
+    BEGIN
+        again := invoice_seq.reserve_invoice_no('CALL', k);
+    EXCEPTION WHEN division_by_zero THEN NULL;
+    END;
+    RETURN first || ' then ' || again;
+END$$;
+SELECT retry_in_block('order-9');
+
+-- The client's statement records a new key in its own transaction, and a
+-- function it calls reserves the same key: the sequencer cannot reserve a
+-- key whose number is not committed yet, and says so instead of waiting
+-- for our own transaction.
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-10'), take_no('order-10');
+\echo :LAST_ERROR_SQLSTATE
+RESET statement_timeout;

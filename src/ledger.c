@@ -239,28 +239,45 @@ ledger_insert(const NewEntry *e)
 }
 
 /*
- * Find the current version of the one row that an index scan with "keys"
- * finds, without predicate locks: a dirty snapshot sees committed and
- * in-progress versions, and we wait for a transaction that is inserting or
- * changing the row to end before we look again.  Returns false if there is
- * no such row; *changed says whether a transaction we waited for committed
- * a change of it.
+ * What find_row() does about a row that a running transaction is inserting
+ * or changing.
+ */
+typedef enum FindMode
+{
+	FIND_TO_LOCK,				/* wait for that transaction, then look again:
+								 * confirm and void lock the row next */
+	FIND_TO_READ,				/* read the version that an updater changes
+								 * (the last committed one); wait only for an
+								 * inserter */
+	FIND_TO_READ_NOWAIT			/* the same, but never wait: report the
+								 * inserter instead (the sequencer) */
+} FindMode;
+
+/*
+ * Find the one row that an index scan with "keys" finds, without predicate
+ * locks: a dirty snapshot sees committed and in-progress versions.  A row
+ * that a running transaction inserts, or (for FIND_TO_LOCK) changes, is
+ * waited for, and looked up again.  Returns false if there is no such row,
+ * or if *busy names a transaction to wait for (FIND_TO_READ_NOWAIT);
+ * *changed says whether a transaction we waited for committed a change of
+ * the row.
  */
 static bool
-find_row(const char *index_name, ScanKey keys, int nkeys, ItemPointer tid,
-		 bool *changed)
+find_row(const char *index_name, ScanKey keys, int nkeys, FindMode mode,
+		 ItemPointer tid, bool *changed, TransactionId *busy)
 {
 	Relation	rel = table_open(invoice_seq_ledger_relid(), AccessShareLock);
 	Oid			indexoid = get_relname_relid(index_name, RelationGetNamespace(rel));
 	bool		found = false;
 
 	*changed = false;
+	*busy = InvalidTransactionId;
 	for (;;)
 	{
 		SnapshotData dirty;
 		SysScanDesc scan;
 		HeapTuple	tuple;
-		TransactionId busy = InvalidTransactionId;
+		TransactionId wait_for = InvalidTransactionId;
 		ScanKeyData scankeys[INDEX_MAX_KEYS];
 
 		/* systable_beginscan() rewrites its keys: give it a fresh copy */
@@ -271,17 +288,25 @@ find_row(const char *index_name, ScanKey keys, int nkeys, ItemPointer tid,
 		tuple = systable_getnext(scan);
 		if (tuple != NULL)
 		{
-			busy = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
 			*tid = tuple->t_self;
 			found = true;
+			if (TransactionIdIsValid(dirty.xmin))
+				wait_for = dirty.xmin;
+			else if (mode == FIND_TO_LOCK)
+				wait_for = dirty.xmax;
 		}
 		systable_endscan(scan);
-		if (!TransactionIdIsValid(busy))
+		if (!TransactionIdIsValid(wait_for))
 			break;
-		XactLockTableWait(busy, rel, tid, XLTW_None);
-		/* a transaction that rolled back changed nothing */
-		*changed |= TransactionIdDidCommit(busy);
 		found = false;
+		if (mode == FIND_TO_READ_NOWAIT)
+		{
+			*busy = wait_for;
+			break;
+		}
+		XactLockTableWait(wait_for, rel, tid, XLTW_None);
+		/* a transaction that rolled back changed nothing */
+		*changed |= TransactionIdDidCommit(wait_for);
 	}
 	table_close(rel, AccessShareLock);
 	return found;
@@ -304,15 +329,15 @@ period_keys(ScanKey keys, int32 series_id, const char *period)
 }
 
 /*
- * Read the current version of the one row that an index scan with "keys"
- * finds (find_row), through "plan", a statement on "ctid = $1".  If the row
- * changed between the two, look again.  Returns false if there is no such
- * row; else SPI_tuptable holds it, and *changed says whether a transaction
- * we waited for committed a change of it.
+ * Read the one row that an index scan with "keys" finds (find_row), through
+ * "plan", a statement on "ctid = $1".  If the row changed between the two,
+ * look again.  Returns false if there is no such row, or if *busy names a
+ * transaction to wait for; else SPI_tuptable holds it, and *changed says
+ * whether a transaction we waited for committed a change of it.
  */
 static bool
-fetch_row(const char *index_name, ScanKey keys, int nkeys, SPIPlanPtr plan,
-		  const char *what, bool *changed)
+fetch_row(const char *index_name, ScanKey keys, int nkeys, FindMode mode,
+		  SPIPlanPtr plan, const char *what, bool *changed, TransactionId *busy)
 {
 	ItemPointerData tid;
 	bool		changed_now;
@@ -321,7 +346,7 @@ fetch_row(const char *index_name, ScanKey keys, int nkeys, SPIPlanPtr plan,
 	*changed = false;
 	do
 	{
-		if (!find_row(index_name, keys, nkeys, &tid, &changed_now))
+		if (!find_row(index_name, keys, nkeys, mode, &tid, &changed_now, busy))
 			return false;
 		*changed |= changed_now;
 		rc = invoice_seq_execute(plan, (Datum[1]) {PointerGetDatum(&tid)},
@@ -416,11 +441,16 @@ chronology_conflict(const InvoiceSeries *series, const char *period,
  * Find the number reserved under an idempotency key.  A key whose number
  * was voided is refused: its result is dead, and the caller must take a new
  * key (seed 002).  The caller holds the key lock, so no other transaction
- * can be inserting the same key.
+ * can be recording the same key; one that confirms or voids the key's
+ * number is not waited for: the key, its number and its period never
+ * change, and the status returned is the last committed one.  With busy
+ * (the sequencer, which never waits for another transaction), a row still
+ * being inserted is not waited for either: *busy names its transaction,
+ * and false is returned.
  */
 bool
 ledger_find_key(const InvoiceSeries *series, const char *key,
-				ReservedNumber *result)
+				ReservedNumber *result, TransactionId *busy)
 {
 	ScanKeyData keys[2];
 	bool		changed;
@@ -429,6 +459,7 @@ ledger_find_key(const InvoiceSeries *series, const char *key,
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	bool		isnull;
+	TransactionId busy_here;
 
 	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(series->id));
@@ -439,8 +470,9 @@ ledger_find_key(const InvoiceSeries *series, const char *key,
 							" FROM invoice_seq.ledger_entry"
 							" WHERE ctid OPERATOR(pg_catalog.=) $1",
 							1, &argtype);
-	if (!fetch_row("ledger_entry_idempotency_key", keys, 2, plan,
-				   "idempotency key lookup", &changed))
+	if (!fetch_row("ledger_entry_idempotency_key", keys, 2,
+				   busy ? FIND_TO_READ_NOWAIT : FIND_TO_READ, plan,
+				   "idempotency key lookup", &changed, busy ? busy : &busy_here))
 		return false;
 
 	tuple = SPI_tuptable->vals[0];
@@ -814,6 +846,7 @@ lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	bool		changed;
 	bool		isnull;
 	Datum		d;
+	TransactionId busy;
 
 	period_keys(keys, series->id, period);
 	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO, BTEqualStrategyNumber, F_INT8EQ,
@@ -824,8 +857,8 @@ lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 							" FROM invoice_seq.ledger_entry"
 							" WHERE ctid OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							1, &argtype);
-	if (!fetch_row("ledger_entry_pkey", keys, 3, plan,
-				   "locking the ledger entry", &changed))
+	if (!fetch_row("ledger_entry_pkey", keys, 3, FIND_TO_LOCK, plan,
+				   "locking the ledger entry", &changed, &busy))
 		return false;
 	if (changed && IsolationUsesXactSnapshot())
 		ereport(ERROR,

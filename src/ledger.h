@@ -18,7 +18,7 @@
 #define AUTO_VOIDED_BY "invoice_seq"
 
 extern bool ledger_find_key(const InvoiceSeries *series, const char *key,
-							ReservedNumber *result);
+							ReservedNumber *result, TransactionId *busy);
 extern void ledger_take_number(const InvoiceSeries *series, const char *key,
 							   EntryStatus status, const char *role,
 							   TimestampTz now, const bytea *app_digest,

@@ -166,7 +166,7 @@ take_here(InvoiceSeries *series, const char *key, NumberKind kind,
 
 		key_lock_tag(&tag, series->id, key);
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-		if (ledger_find_key(series, key, result))
+		if (ledger_find_key(series, key, result, NULL))
 			return;
 	}
 	ledger_take_number(series, key,
@@ -221,7 +221,7 @@ take_number(FunctionCallInfo fcinfo, NumberKind kind, InvoiceSeries *series,
 	SPI_finish();
 
 	if (!here)
-		request_reserve_remote(series, key, role, result);
+		request_reserve_remote(series, key, save_userid, result);
 	launch_wake_sealer();
 }
 

@@ -26,6 +26,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
@@ -99,7 +100,7 @@ typedef enum RequestOutcome
 {
 	REQUEST_RESERVED,			/* *result is filled */
 	REQUEST_FAILED,				/* *error is filled */
-	REQUEST_LOCKED				/* retry once *lock is free */
+	REQUEST_BUSY				/* retry once *busy is free */
 } RequestOutcome;
 
 /*
@@ -108,7 +109,7 @@ typedef enum RequestOutcome
  */
 static DatabaseSequencer *
 submit_request(int slotno, const InvoiceSeries *series, const char *key,
-			   const char *role)
+			   Oid roleid)
 {
 	SequencerShared *shared = sequencer_shared;
 	SequencerRequest *slot = &shared->slots[slotno];
@@ -128,7 +129,9 @@ submit_request(int slotno, const InvoiceSeries *series, const char *key,
 	slot->submitted_at = GetCurrentTimestamp();
 	slot->request.series_id = series->id;
 	strlcpy(slot->request.series, series->name, sizeof(slot->request.series));
-	strlcpy(slot->request.role, role, sizeof(slot->request.role));
+	strlcpy(slot->request.role, GetUserNameFromId(roleid, false),
+			sizeof(slot->request.role));
+	slot->request.roleid = roleid;
 	slot->request.has_key = (key != NULL);
 	strlcpy(slot->request.key, key ? key : "", sizeof(slot->request.key));
 	slot->request.clock = invoice_seq_test_now();
@@ -149,7 +152,7 @@ submit_request(int slotno, const InvoiceSeries *series, const char *key,
  */
 static bool
 take_answer(SequencerRequest *slot, ReservedNumber *result, RequestError *error,
-			RequestLock *lock, RequestOutcome *outcome)
+			RequestBusy *busy, RequestOutcome *outcome)
 {
 	if (slot->state != REQUEST_DONE)
 		return false;
@@ -158,10 +161,10 @@ take_answer(SequencerRequest *slot, ReservedNumber *result, RequestError *error,
 		*outcome = REQUEST_RESERVED;
 		memcpy(result, &slot->result, sizeof(ReservedNumber));
 	}
-	else if (slot->locked != REQUEST_LOCK_NONE)
+	else if (slot->busy.lock != REQUEST_LOCK_NONE)
 	{
-		*outcome = REQUEST_LOCKED;
-		*lock = slot->locked;
+		*outcome = REQUEST_BUSY;
+		*busy = slot->busy;
 	}
 	else
 	{
@@ -205,9 +208,8 @@ give_up_waiting(DatabaseSequencer *db, int slotno, bool running,
  * Hand a reservation request to the sequencer and wait for its answer.
  */
 static RequestOutcome
-request_reserve(const InvoiceSeries *series, const char *key,
-				const char *role, ReservedNumber *result, RequestError *error,
-				RequestLock *lock)
+request_reserve(const InvoiceSeries *series, const char *key, Oid roleid,
+				ReservedNumber *result, RequestError *error, RequestBusy *busy)
 {
 	SequencerShared *shared = sequencer_shared;
 	int			slotno = MyProcNumber;
@@ -223,7 +225,7 @@ request_reserve(const InvoiceSeries *series, const char *key,
 	slot = &shared->slots[slotno];
 
 	wait_for_free_slot(slot);
-	db = submit_request(slotno, series, key, role);
+	db = submit_request(slotno, series, key, roleid);
 
 	PG_ENSURE_ERROR_CLEANUP(request_withdraw, Int32GetDatum(slotno));
 	{
@@ -236,7 +238,7 @@ request_reserve(const InvoiceSeries *series, const char *key,
 			bool		given_up = false;
 
 			LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-			answered = take_answer(slot, result, error, lock, &outcome);
+			answered = take_answer(slot, result, error, busy, &outcome);
 			running = (db->state == SEQUENCER_RUNNING);
 			if (!answered)
 				given_up = give_up_waiting(db, slotno, running, &absent_since);
@@ -266,20 +268,92 @@ request_reserve(const InvoiceSeries *series, const char *key,
 	return outcome;
 }
 
+/* A key this transaction is recording cannot be reserved by the sequencer. */
+static pg_noreturn void
+key_recorded_here(const InvoiceSeries *series, const char *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("idempotency key \"%s\" of invoice series \"%s\" is being recorded by this transaction",
+					key, series->name),
+			 errdetail("The number reserved under it is not committed yet, so it cannot be reserved again in a transaction of its own."),
+			 errhint("Use the number this transaction reserved, or reserve again after it commits.")));
+}
+
+/* Does this transaction hold the lock, in either of the modes we take it in? */
+static bool
+lock_held_here(const LOCKTAG *tag)
+{
+	return LockHeldByMe(tag, RowExclusiveLock, false) ||
+		LockHeldByMe(tag, ExclusiveLock, false);
+}
+
+/*
+ * The sequencer found the series lock, a key lock or a row busy, and it
+ * never waits for another transaction.  Wait for it here, as an ordinary
+ * waiter: the wait shows in pg_locks, the deadlock detector sees it, and
+ * our lock_timeout and statement_timeout bound it.  Then the sequencer is
+ * asked again.
+ *
+ * If what it found busy is held by this very transaction, the sequencer
+ * could never get it: waiting would never end.
+ *	- The series lock, which we hold to number (we took a number of the
+ *	  series in our own transaction): the sequencer was stopped by an
+ *	  alter_series() or drop_series() queued behind us, which waits for our
+ *	  transaction to end.  That is a deadlock; we end it (40P01).
+ *	- A key lock, or the row of a key: our own transaction is recording the
+ *	  key, and has not committed it (55000).
+ */
+static void
+wait_until_free(const InvoiceSeries *series, const char *key,
+				const RequestBusy *busy)
+{
+	LOCKTAG		tag;
+
+	if (busy->lock == REQUEST_LOCK_XACT)
+	{
+		if (TransactionIdIsCurrentTransactionId(busy->xid))
+			key_recorded_here(series, key);
+		XactLockTableWait(busy->xid, NULL, NULL, XLTW_None);
+		return;
+	}
+	if (busy->lock == REQUEST_LOCK_SERIES)
+	{
+		series_lock_tag(&tag, series->id);
+		if (lock_held_here(&tag))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+					 errmsg("reserving a number of invoice series \"%s\" would deadlock",
+							series->name),
+					 errdetail("This transaction holds numbers of the series, and a change of the series (alter_series, drop_series or close_period) waits for it to end; the reservation would wait for that change."),
+					 errhint("Retry the transaction.")));
+	}
+	else
+	{
+		key_lock_tag(&tag, series->id, key);
+		if (lock_held_here(&tag))
+			key_recorded_here(series, key);
+	}
+	wait_for_lock(&tag);
+}
+
 /*
  * Reserve a number of a series through the sequencer, in a transaction of
  * its own that commits at once, and wait for it.  The caller has checked
- * everything it can check alone, the library's preloading included.
+ * everything it can check alone, the library's preloading and the role's
+ * membership included; the sequencer checks the membership again, under
+ * the series lock.
  */
 void
 request_reserve_remote(const InvoiceSeries *series, const char *key,
-					   const char *role, ReservedNumber *result)
+					   Oid roleid, ReservedNumber *result)
 {
 	LOCKTAG		tag;
 
 	/*
-	 * If our own transaction holds the series lock, the sequencer can never
-	 * take it, and waiting for it would be waiting for ourselves.
+	 * If our own transaction holds the series lock exclusively (it changed
+	 * the series), the sequencer can never take it, and waiting for it
+	 * would be waiting for ourselves.
 	 */
 	series_lock_tag(&tag, series->id);
 	if (LockHeldByMe(&tag, ExclusiveLock, false))
@@ -292,9 +366,9 @@ request_reserve_remote(const InvoiceSeries *series, const char *key,
 	for (;;)
 	{
 		RequestError error;
-		RequestLock lock = REQUEST_LOCK_NONE;
-		RequestOutcome outcome = request_reserve(series, key, role, result,
-												 &error, &lock);
+		RequestBusy busy = {REQUEST_LOCK_NONE, InvalidTransactionId};
+		RequestOutcome outcome = request_reserve(series, key, roleid, result,
+												 &error, &busy);
 
 		if (outcome == REQUEST_RESERVED)
 			return;
@@ -304,10 +378,6 @@ request_reserve_remote(const InvoiceSeries *series, const char *key,
 					 errmsg_internal("%s", error.message),
 					 error.detail[0] ? errdetail_internal("%s", error.detail) : 0,
 					 error.hint[0] ? errhint("%s", error.hint) : 0));
-		if (lock == REQUEST_LOCK_SERIES)
-			series_lock_tag(&tag, series->id);
-		else
-			key_lock_tag(&tag, series->id, key);
-		wait_for_lock(&tag);
+		wait_until_free(series, key, &busy);
 	}
 }

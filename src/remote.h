@@ -12,6 +12,6 @@
 #include "invoice_seq.h"
 
 extern void request_reserve_remote(const InvoiceSeries *series, const char *key,
-								   const char *role, ReservedNumber *result);
+								   Oid roleid, ReservedNumber *result);
 
 #endif							/* INVOICE_SEQ_REMOTE_H */

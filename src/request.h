@@ -50,13 +50,24 @@ typedef enum RequestState
 	REQUEST_DONE
 } RequestState;
 
-/* A lock the sequencer found busy, which the requester waits for. */
+/*
+ * A lock the sequencer found busy, which the requester waits for.  The
+ * sequencer never waits for another transaction (see sequencer.c).
+ */
 typedef enum RequestLock
 {
 	REQUEST_LOCK_NONE,
 	REQUEST_LOCK_SERIES,		/* an admin's transaction holds the series */
-	REQUEST_LOCK_KEY			/* another transaction records the same key */
+	REQUEST_LOCK_KEY,			/* another transaction records the same key */
+	REQUEST_LOCK_XACT			/* a transaction inserts the key's row */
 } RequestLock;
+
+/* What the sequencer found busy: the requester waits for it, then asks again. */
+typedef struct RequestBusy
+{
+	RequestLock lock;
+	TransactionId xid;			/* for REQUEST_LOCK_XACT */
+} RequestBusy;
 
 /* What a backend asks the sequencer for. */
 typedef struct ReserveRequest
@@ -64,6 +75,7 @@ typedef struct ReserveRequest
 	int32		series_id;
 	char		series[ISEQ_MAX_SERIES_NAME + 1];
 	char		role[NAMEDATALEN];
+	Oid			roleid;			/* must be a member of the series' owner */
 	bool		has_key;
 	char		key[ISEQ_MAX_KEY + 1];
 	TimestampTz clock;			/* invoice_seq.test_clock, or 0 */
@@ -82,7 +94,7 @@ typedef struct SequencerRequest
 
 	/* the answer, valid once state is REQUEST_DONE */
 	bool		ok;
-	RequestLock locked;			/* not ok: retry once this lock is free */
+	RequestBusy busy;			/* not ok: retry once this is free */
 	ReservedNumber result;
 	RequestError error;
 } SequencerRequest;

@@ -73,7 +73,7 @@ typedef struct BatchEntry
 	ReserveRequest request;
 
 	EntryOutcome outcome;
-	RequestLock locked;			/* for ENTRY_LOCKED */
+	RequestBusy busy;			/* for ENTRY_LOCKED */
 	ReservedNumber result;
 	RequestError error;
 } BatchEntry;
@@ -520,6 +520,36 @@ try_locks(const BatchEntry *entry)
 }
 
 /*
+ * Reserve the number a request asks for, with its locks held: the number of
+ * its key if the key is known, else a new one.  Sets entry->busy instead if
+ * the key's row is being inserted by a transaction still running.
+ */
+static void
+reserve_entry(BatchEntry *entry, TimestampTz now)
+{
+	InvoiceSeries series;
+	const char *key = entry->request.has_key ? entry->request.key : NULL;
+
+	if (!series_lookup_by_id(entry->request.series_id, &series))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invoice series \"%s\" does not exist", entry->request.series),
+				 errdetail("It was dropped while the reservation waited.")));
+	/* the series may have been given to another role since the caller checked */
+	series_check_member(&series, entry->request.roleid);
+	if (key != NULL &&
+		ledger_find_key(&series, key, &entry->result, &entry->busy.xid))
+		return;
+	if (TransactionIdIsValid(entry->busy.xid))
+	{
+		entry->busy.lock = REQUEST_LOCK_XACT;
+		return;
+	}
+	ledger_take_number(&series, key, ENTRY_RESERVED, entry->request.role,
+					   now, NULL, &entry->result);
+}
+
+/*
  * Reserve one number, in a subtransaction of the batch.
  */
 static void
@@ -533,24 +563,12 @@ process_entry(BatchEntry *entry, TimestampTz now)
 
 	PG_TRY();
 	{
-		entry->locked = try_locks(entry);
-		if (entry->locked == REQUEST_LOCK_NONE)
-		{
-			InvoiceSeries series;
-			const char *key = entry->request.has_key ? entry->request.key : NULL;
-
-			if (!series_lookup_by_id(entry->request.series_id, &series))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("invoice series \"%s\" does not exist", entry->request.series),
-						 errdetail("It was dropped while the reservation waited.")));
-			if (key == NULL || !ledger_find_key(&series, key, &entry->result))
-				ledger_take_number(&series, key, ENTRY_RESERVED, entry->request.role,
-								   now, NULL, &entry->result);
-			entry->outcome = ENTRY_OK;
-		}
-		else
-			entry->outcome = ENTRY_LOCKED;
+		entry->busy.lock = try_locks(entry);
+		entry->busy.xid = InvalidTransactionId;
+		if (entry->busy.lock == REQUEST_LOCK_NONE)
+			reserve_entry(entry, now);
+		entry->outcome = entry->busy.lock == REQUEST_LOCK_NONE ?
+			ENTRY_OK : ENTRY_LOCKED;
 
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
@@ -603,8 +621,9 @@ answer_entries(void)
 		else
 		{
 			slot->ok = (entry->outcome == ENTRY_OK);
-			slot->locked = (entry->outcome == ENTRY_LOCKED) ?
-				entry->locked : REQUEST_LOCK_NONE;
+			slot->busy.lock = REQUEST_LOCK_NONE;
+			if (entry->outcome == ENTRY_LOCKED)
+				slot->busy = entry->busy;
 			if (slot->ok)
 				memcpy(&slot->result, &entry->result, sizeof(ReservedNumber));
 			else
