@@ -40,12 +40,12 @@ EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql \
 	invoice_seq--1.2--1.3.sql invoice_seq--1.3--1.4.sql
 
-REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets callers
+REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets callers closing
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 
 ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve \
-	own_locks key_row_busy \
+	own_locks key_row_busy owner_change stale_holder \
 	series_lock one_step_recycle one_step_open one_step_mixed one_step_prepare \
 	key_race_paths free_numbers
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-instance=tmp_check_iso \

@@ -34,6 +34,7 @@
 #include "utils/wait_event.h"
 
 #include "alloc.h"
+#include "pg_version_compat.h"
 #include "util.h"
 
 typedef struct AllocKey
@@ -54,6 +55,7 @@ typedef struct FreeNumber
 {
 	int64		invoice_no;
 	TimestampTz limit;			/* see TakenNumber */
+	TimestampTz dated;
 } FreeNumber;
 
 typedef struct AllocEntry
@@ -68,6 +70,7 @@ typedef struct AllocEntry
 	bool		sweep_due;		/* earlier periods' free numbers to void */
 	bool		closed;			/* close_period() closed it: no more numbers */
 	uint64		last_used;		/* for eviction, least recently used first */
+	TimestampTz last_at;		/* the latest real time a number was taken at */
 	int			nfree;
 	FreeNumber	free[ISEQ_FREE_SLOTS];	/* ascending */
 } AllocEntry;
@@ -86,6 +89,7 @@ typedef struct Holding
 	AllocKey	key;
 	int64		invoice_no;
 	TimestampTz limit;
+	TimestampTz dated;
 	SubTransactionId subid;
 	bool		forget;			/* do not give it back: the ledger has it */
 	bool		swept;			/* its transaction voided earlier periods */
@@ -97,11 +101,23 @@ static HTAB *alloc_hash = NULL;
 static Holding *holdings = NULL;
 static int	nholdings = 0;
 static int	maxholdings = 0;
+
+/* A period this transaction closed: closed for everyone once it commits. */
+typedef struct Closing
+{
+	AllocKey	key;
+	SubTransactionId subid;
+} Closing;
+
+static Closing *closings = NULL;
+static int	nclosings = 0;
+static int	maxclosings = 0;
 static bool callbacks_registered = false;
 
 static SPIPlanPtr last_plan = NULL;
 static SPIPlanPtr holes_plan = NULL;
 
+static bool closed_here(const AllocKey *key);
 static void alloc_xact_callback(XactEvent event, void *arg);
 static void alloc_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
@@ -148,9 +164,10 @@ make_key(AllocKey *key, int32 series_id, const char *period)
 
 /*
  * Make room for one more entry by evicting the least recently used idle
- * one.  Caller holds the lock exclusively.
+ * one.  Returns false if every entry holds numbers of open transactions.
+ * Caller holds the lock exclusively.
  */
-static void
+static bool
 evict_one(void)
 {
 	HASH_SEQ_STATUS status;
@@ -165,17 +182,23 @@ evict_one(void)
 			victim = entry;
 	}
 	if (victim == NULL)
-	{
-		LWLockRelease(alloc_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many invoice series periods in use at once"),
-				 errdetail("All %d allocator entries hold numbers of open transactions.",
-						   invoice_seq_max_periods),
-				 errhint("Raise invoice_seq.max_periods and restart the server.")));
-	}
+		return false;
 	hash_search(alloc_hash, &victim->key, HASH_REMOVE, NULL);
 	alloc_shared->nentries--;
+	return true;
+}
+
+/* No entry is free for a new (series, period).  Caller holds the lock. */
+static pg_noreturn void
+no_room_error(void)
+{
+	LWLockRelease(alloc_shared->lock);
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("too many invoice series periods in use at once"),
+			 errdetail("All %d allocator entries hold numbers of open transactions.",
+					   invoice_seq_max_periods),
+			 errhint("Raise invoice_seq.max_periods and restart the server.")));
 }
 
 /* Drop an entry whose load failed, and wake whoever waits for it. */
@@ -282,9 +305,13 @@ first_hole_bound(const InvoiceSeries *series, const char *period, int64 last,
 }
 
 /*
- * The first ISEQ_FREE_SLOTS numbers without a row from "from" on, each with
- * the date of the row above it: the latest day on which it may be issued
- * without breaking chronological order.  Every number below "from" has a row.
+ * The first ISEQ_FREE_SLOTS numbers without a row from "from" on.  Each has
+ * a limit: the earliest issue time of the numbers above it, the latest at
+ * which it may be issued without breaking chronological order (none if no
+ * number above it is issued: a void carries the time of its voiding, not
+ * of its number, and a reservation is not issued yet).  Each is also dated
+ * by the row above it, a time within its period.  Every number below
+ * "from" has a row.
  */
 static void
 read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
@@ -292,9 +319,12 @@ read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
 	uint64		i;
 
 	read_period(&holes_plan,
-				"SELECT g.n, e.dated FROM"
+				"SELECT g.n, e.limit_at, e.dated FROM"
 				" (SELECT invoice_no,"
 				"         pg_catalog.lag(invoice_no) OVER (ORDER BY invoice_no) AS prev,"
+				"         pg_catalog.min(CASE WHEN status OPERATOR(pg_catalog.=) 'issued'"
+				"                        THEN confirmed_at END)"
+				"             OVER (ORDER BY invoice_no DESC) AS limit_at,"
 				"         COALESCE(confirmed_at, reserved_at) AS dated"
 				"  FROM invoice_seq.ledger_entry"
 				"  WHERE series_id OPERATOR(pg_catalog.=) $1"
@@ -307,12 +337,19 @@ read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
 				"finding the free numbers");
 	for (i = 0; i < SPI_processed && i < ISEQ_FREE_SLOTS; i++)
 	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		FreeNumber *f = &loaded->free[i];
 		bool		isnull;
+		Datum		limit;
 
-		loaded->free[i].invoice_no =
-			DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		loaded->free[i].limit =
-			DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		f->invoice_no = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		limit = SPI_getbinval(row, desc, 2, &isnull);
+		if (isnull)
+			TIMESTAMP_NOEND(f->limit);
+		else
+			f->limit = DatumGetTimestampTz(limit);
+		f->dated = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
 	}
 	loaded->nfree = (int) i;
 	loaded->spilled = (SPI_processed > ISEQ_FREE_SLOTS);
@@ -389,10 +426,11 @@ load_entry(const InvoiceSeries *series, AllocKey *key)
 
 /*
  * Find the entry of key, ready to hand out a number, loading it if needed.
- * Caller holds the lock exclusively, and holds it again on return.
+ * Caller holds the lock exclusively, and holds it again on return.  If no
+ * entry is free for it: with or_null, NULL; else 53400.
  */
 static AllocEntry *
-ready_entry(const InvoiceSeries *series, AllocKey *key)
+ready_entry(const InvoiceSeries *series, AllocKey *key, bool or_null)
 {
 	for (;;)
 	{
@@ -402,8 +440,13 @@ ready_entry(const InvoiceSeries *series, AllocKey *key)
 		{
 			bool		found;
 
-			if (alloc_shared->nentries >= invoice_seq_max_periods)
-				evict_one();
+			if (alloc_shared->nentries >= invoice_seq_max_periods &&
+				!evict_one())
+			{
+				if (or_null)
+					return NULL;
+				no_room_error();
+			}
 			entry = hash_search(alloc_hash, key, HASH_ENTER, &found);
 			alloc_shared->nentries++;
 			memset(((char *) entry) + sizeof(AllocKey), 0,
@@ -464,9 +507,73 @@ remember(const AllocKey *key, const TakenNumber *taken)
 	h->key = *key;
 	h->invoice_no = taken->invoice_no;
 	h->limit = taken->limit;
+	h->dated = taken->dated;
 	h->subid = GetCurrentSubTransactionId();
 	h->forget = false;
 	h->swept = false;
+}
+
+static pg_noreturn void
+period_closed_error(const InvoiceSeries *series, const char *period)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s is closed", period_label(series->name, period)),
+			 errdetail("invoice_seq.close_period() closed it; it takes no more numbers.")));
+}
+
+/*
+ * When a number is taken: the real clock, read now, under the allocator's
+ * lock, so that numbers and their times rise together whatever the caller
+ * waited for before (a lock, a load); and never before the entry's last
+ * take, so that a clock stepped back cannot date a number before a lower
+ * one.  A test clock (invoice_seq.test_clock) is taken as it is: tests set
+ * the times they need.
+ */
+static TimestampTz
+take_time(AllocEntry *entry, TimestampTz clock)
+{
+	TimestampTz at;
+
+	if (clock != 0)
+		return clock;
+	at = GetCurrentTimestamp();
+	if (at < entry->last_at)
+		at = entry->last_at;
+	entry->last_at = at;
+	return at;
+}
+
+/*
+ * Hand out the lowest free number of an entry, else its next one, at "at".
+ * Caller holds the lock exclusively; the entry is not exhausted.
+ */
+static void
+take_from(AllocEntry *entry, TimestampTz at, TakenNumber *taken)
+{
+	taken->at = at;
+	taken->sweep_due = entry->sweep_due;
+	if (entry->nfree > 0)
+	{
+		taken->invoice_no = entry->free[0].invoice_no;
+		taken->limit = entry->free[0].limit;
+		taken->dated = entry->free[0].dated;
+		taken->recycled = true;
+		entry->nfree--;
+		memmove(&entry->free[0], &entry->free[1], sizeof(FreeNumber) * entry->nfree);
+	}
+	else
+	{
+		taken->invoice_no = entry->next;
+		taken->limit = taken->dated = at;
+		taken->recycled = false;
+		if (entry->next == PG_INT64_MAX)
+			entry->exhausted = true;
+		else
+			entry->next++;
+	}
+	entry->inflight++;
+	entry->last_used = ++alloc_shared->tick;
 }
 
 /*
@@ -475,10 +582,13 @@ remember(const AllocKey *key, const TakenNumber *taken)
  * given back if the (sub)transaction that took it aborts.  The caller is
  * connected to SPI as the extension's owner (a first use reads the ledger)
  * and holds the series lock.
+ *
+ * Returns false, taking nothing, if the period has ended (period_end has
+ * passed) while the caller waited; taken->at then says when it is now.
  */
-void
-alloc_take(const InvoiceSeries *series, const char *period, TimestampTz now,
-		   TakenNumber *taken)
+bool
+alloc_take(const InvoiceSeries *series, const char *period,
+		   TimestampTz period_end, TimestampTz clock, TakenNumber *taken)
 {
 	AllocKey	key;
 	AllocEntry *entry;
@@ -488,26 +598,16 @@ alloc_take(const InvoiceSeries *series, const char *period, TimestampTz now,
 	/* room for the holding first: nothing may fail once we took it */
 	reserve_holding_room();
 
+	if (closed_here(&key))
+		period_closed_error(series, period);
 	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	entry = ready_entry(series, &key);
-	taken->sweep_due = entry->sweep_due;
+	entry = ready_entry(series, &key, false);
 	if (entry->closed)
 	{
 		LWLockRelease(alloc_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s is closed", period_label(series->name, period)),
-				 errdetail("invoice_seq.close_period() closed it; it takes no more numbers.")));
+		period_closed_error(series, period);
 	}
-	if (entry->nfree > 0)
-	{
-		taken->invoice_no = entry->free[0].invoice_no;
-		taken->limit = entry->free[0].limit;
-		taken->recycled = true;
-		entry->nfree--;
-		memmove(&entry->free[0], &entry->free[1], sizeof(FreeNumber) * entry->nfree);
-	}
-	else if (entry->exhausted)
+	if (entry->nfree == 0 && entry->exhausted)
 	{
 		LWLockRelease(alloc_shared->lock);
 		ereport(ERROR,
@@ -516,30 +616,31 @@ alloc_take(const InvoiceSeries *series, const char *period, TimestampTz now,
 						series->name, PG_INT64_MAX),
 				 errhint("Create a new series.")));
 	}
-	else
+	taken->at = take_time(entry, clock);
+	if (taken->at >= period_end)
 	{
-		taken->invoice_no = entry->next;
-		taken->limit = now;
-		taken->recycled = false;
-		if (entry->next == PG_INT64_MAX)
-			entry->exhausted = true;
-		else
-			entry->next++;
+		LWLockRelease(alloc_shared->lock);
+		return false;
 	}
-	entry->inflight++;
-	entry->last_used = ++alloc_shared->tick;
+	take_from(entry, taken->at, taken);
 	remember(&key, taken);
 	LWLockRelease(alloc_shared->lock);
+	return true;
 }
 
 /*
  * Take one given number of (series, period) for the current transaction,
- * if it is free; *taken is filled.  Returns false if it is not (a running
- * transaction holds it, or it was handed out meanwhile).
+ * to void it; *taken is filled.  It must be free: listed in the entry's
+ * free set, or, with all_free, any number the caller found without a row:
+ * the caller (close_period) holds the series lock exclusively, so no other
+ * transaction holds a number of the series.  Returns CLAIM_NOT_FREE if it
+ * is not free, and CLAIM_NO_ROOM if the allocator has no entry for the
+ * period and no room for one (with all_free, that raises 53400: the caller
+ * cannot do without the number).
  */
-bool
+ClaimResult
 alloc_claim(const InvoiceSeries *series, const char *period, int64 invoice_no,
-			TakenNumber *taken)
+			bool all_free, TakenNumber *taken)
 {
 	AllocKey	key;
 	AllocEntry *entry;
@@ -549,26 +650,35 @@ alloc_claim(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	reserve_holding_room();
 
 	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	entry = ready_entry(series, &key);
+	entry = ready_entry(series, &key, !all_free);
+	if (entry == NULL)
+	{
+		LWLockRelease(alloc_shared->lock);
+		return CLAIM_NO_ROOM;
+	}
 	for (i = 0; i < entry->nfree; i++)
 		if (entry->free[i].invoice_no == invoice_no)
 			break;
-	if (i == entry->nfree)
+	memset(taken, 0, sizeof(TakenNumber));
+	taken->invoice_no = invoice_no;
+	taken->recycled = true;
+	if (i < entry->nfree)
+	{
+		taken->limit = entry->free[i].limit;
+		taken->dated = entry->free[i].dated;
+		entry->nfree--;
+		memmove(&entry->free[i], &entry->free[i + 1], sizeof(FreeNumber) * (entry->nfree - i));
+	}
+	else if (!all_free)
 	{
 		LWLockRelease(alloc_shared->lock);
-		return false;
+		return CLAIM_NOT_FREE;
 	}
-	taken->invoice_no = invoice_no;
-	taken->limit = entry->free[i].limit;
-	taken->recycled = true;
-	taken->sweep_due = false;
-	entry->nfree--;
-	memmove(&entry->free[i], &entry->free[i + 1], sizeof(FreeNumber) * (entry->nfree - i));
 	entry->inflight++;
 	entry->last_used = ++alloc_shared->tick;
 	remember(&key, taken);
 	LWLockRelease(alloc_shared->lock);
-	return true;
+	return CLAIM_TAKEN;
 }
 
 /*
@@ -576,9 +686,14 @@ alloc_claim(const InvoiceSeries *series, const char *period, int64 invoice_no,
  * Caller holds the lock exclusively.
  */
 static void
-put_back(AllocEntry *entry, int64 invoice_no, TimestampTz limit)
+put_back(AllocEntry *entry, const Holding *h)
 {
+	int64		invoice_no = h->invoice_no;
 	int			pos;
+
+	/* claimed above the next number (close_period): it is next-to-be anyway */
+	if (!entry->exhausted && invoice_no >= entry->next)
+		return;
 
 	if (entry->exhausted ? invoice_no == PG_INT64_MAX : invoice_no == entry->next - 1)
 	{
@@ -610,7 +725,8 @@ put_back(AllocEntry *entry, int64 invoice_no, TimestampTz limit)
 	memmove(&entry->free[pos + 1], &entry->free[pos],
 			sizeof(FreeNumber) * (entry->nfree - pos));
 	entry->free[pos].invoice_no = invoice_no;
-	entry->free[pos].limit = limit;
+	entry->free[pos].limit = h->limit;
+	entry->free[pos].dated = h->dated;
 	entry->nfree++;
 }
 
@@ -636,7 +752,7 @@ release_holdings(int from, bool aborted)
 			continue;
 		entry->inflight--;
 		if (aborted && !h->forget)
-			put_back(entry, h->invoice_no, h->limit);
+			put_back(entry, h);
 		if (!aborted && h->swept)
 			entry->sweep_due = false;
 	}
@@ -665,20 +781,50 @@ alloc_sweep_done(const InvoiceSeries *series, const char *period)
 }
 
 /*
- * Read the entry of (series, period) again from the ledger once it is idle:
- * close_period() changed what it must hand out.
+ * This transaction closed (series, period) (close_period()): it takes no
+ * more numbers of it, and once the transaction commits, nobody does.  Until
+ * then the shared entry is left alone, so that a rollback leaves the period
+ * open.
  */
 void
-alloc_reload(const InvoiceSeries *series, const char *period)
+alloc_close_at_commit(const InvoiceSeries *series, const char *period)
 {
-	AllocKey	key;
-	AllocEntry *entry;
+	register_callbacks();
+	if (nclosings == maxclosings)
+	{
+		maxclosings = Max(4, maxclosings * 2);
+		closings = closings == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(Closing) * maxclosings) :
+			repalloc(closings, sizeof(Closing) * maxclosings);
+	}
+	make_key(&closings[nclosings].key, series->id, period);
+	closings[nclosings].subid = GetCurrentSubTransactionId();
+	nclosings++;
+}
 
-	make_key(&key, series->id, period);
+/* Did this transaction close the period of key? */
+static bool
+closed_here(const AllocKey *key)
+{
+	for (int i = 0; i < nclosings; i++)
+		if (memcmp(&closings[i].key, key, sizeof(AllocKey)) == 0)
+			return true;
+	return false;
+}
+
+/* The closing transaction committed: its periods are closed. */
+static void
+apply_closings(void)
+{
 	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	entry = hash_search(alloc_hash, &key, HASH_FIND, NULL);
-	if (entry != NULL)
-		entry->stale = true;
+	for (int i = 0; i < nclosings; i++)
+	{
+		AllocEntry *entry = hash_search(alloc_hash, &closings[i].key, HASH_FIND, NULL);
+
+		/* an entry read later finds the closing in the ledger */
+		if (entry != NULL)
+			entry->closed = true;
+	}
 	LWLockRelease(alloc_shared->lock);
 }
 
@@ -714,32 +860,42 @@ alloc_forget(const InvoiceSeries *series, const char *period, int64 invoice_no)
 /*
  * End of transaction.  A prepared transaction could hold a number for any
  * length of time, decided outside the session that took it, so PREPARE is
- * refused while numbers are held.
+ * refused while numbers are held; and its closings would take effect in
+ * another session, so PREPARE is refused after close_period() too.
  */
 static void
 alloc_xact_callback(XactEvent event, void *arg)
 {
-	if (nholdings == 0)
+	if (nholdings == 0 && nclosings == 0)
 		return;
 
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
+			if (nholdings > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("cannot PREPARE a transaction that took an invoice number with next_invoice_no()"),
+						 errdetail("Holding a one-step invoice number across two-phase commit is not supported."),
+						 errhint("Use reserve_invoice_no() and confirm_invoice_no() in transactions that are prepared.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot PREPARE a transaction that took an invoice number with next_invoice_no()"),
-					 errdetail("Holding a one-step invoice number across two-phase commit is not supported."),
-					 errhint("Use reserve_invoice_no() and confirm_invoice_no() in transactions that are prepared.")));
+					 errmsg("cannot PREPARE a transaction that closed a period with close_period()"),
+					 errdetail("Closing a period across two-phase commit is not supported.")));
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			release_holdings(0, false);
-			nholdings = 0;
+			if (nholdings > 0)
+				release_holdings(0, false);
+			if (nclosings > 0)
+				apply_closings();
+			nholdings = nclosings = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			release_holdings(0, true);
-			nholdings = 0;
+			if (nholdings > 0)
+				release_holdings(0, true);
+			nholdings = nclosings = 0;
 			break;
 		default:
 			break;
@@ -747,61 +903,179 @@ alloc_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * End of a subtransaction: a commit hands its numbers to the parent, an
- * abort gives them back.  Holdings are in the order they were taken, and a
- * subtransaction's children end before it, so its numbers are the tail.
+ * End of a subtransaction: a commit hands its numbers and closings to the
+ * parent, an abort gives the numbers back and forgets the closings.
+ * Holdings and closings are in the order they were made, and a
+ * subtransaction's children end before it, so its own are the tails.
  */
 static void
 alloc_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
 	int			first = nholdings;
+	int			first_closing = nclosings;
 
+	if (event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB)
+		return;
 	while (first > 0 && holdings[first - 1].subid == mySubid)
 		first--;
-	if (first == nholdings)
-		return;
+	while (first_closing > 0 && closings[first_closing - 1].subid == mySubid)
+		first_closing--;
 
 	if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
-		int			i;
-
-		for (i = first; i < nholdings; i++)
+		for (int i = first; i < nholdings; i++)
 			holdings[i].subid = parentSubid;
+		for (int i = first_closing; i < nclosings; i++)
+			closings[i].subid = parentSubid;
+		return;
 	}
-	else if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
+	if (first < nholdings)
 		release_holdings(first, true);
-		nholdings = first;
-	}
+	nholdings = first;
+	nclosings = first_closing;
+}
+
+/* One entry as alloc_view() copied it. */
+typedef struct ViewEntry
+{
+	int32		series_id;		/* hash key: series and period */
+	char		period[ISEQ_MAX_PERIOD + 1];
+	bool		loading;
+	bool		spilled;
+	bool		busy;			/* numbers held by running transactions */
+	int64		next;
+	int			nfree;
+	int64	   *free;			/* ascending */
+} ViewEntry;
+
+/*
+ * The allocator's entries of some series in this database, as they were at
+ * one moment, copied out of shared memory: what alloc_hole_kind() judges
+ * the holes of a snapshot by.
+ */
+struct AllocView
+{
+	HTAB	   *entries;
+};
+
+/* Copy one entry into the view.  Caller holds the lock. */
+static void
+view_add(AllocView *view, const AllocEntry *entry)
+{
+	ViewEntry	probe;
+	ViewEntry  *v;
+	bool		found;
+
+	memset(&probe, 0, sizeof(probe));
+	probe.series_id = entry->key.series_id;
+	strlcpy(probe.period, entry->key.period, sizeof(probe.period));
+	v = hash_search(view->entries, &probe, HASH_ENTER, &found);
+	v->loading = (entry->state == ALLOC_LOADING);
+	v->spilled = entry->spilled;
+	v->busy = (entry->inflight > 0);
+	v->next = entry->next;
+	v->nfree = entry->nfree;
+	v->free = palloc(sizeof(int64) * Max(entry->nfree, 1));
+	for (int i = 0; i < entry->nfree; i++)
+		v->free[i] = entry->free[i].invoice_no;
 }
 
 /*
- * What a number without a ledger row, below the highest one of its period,
- * is: free (handed out again next), perhaps in flight (a running
- * transaction may hold it), or lost.  An entry that is not loaded has
- * nothing in flight, so its holes are free.
+ * The view of the entries of a series (or, with series_id < 0, of every
+ * series) of this database's ledger, made in the current memory context.
  */
-HoleKind
-alloc_hole_kind(int32 series_id, const char *period, int64 invoice_no)
+AllocView *
+alloc_view(int32 series_id)
 {
-	AllocKey	key;
+	AllocView  *view = palloc(sizeof(AllocView));
+	HASHCTL		info;
+	HASH_SEQ_STATUS status;
 	AllocEntry *entry;
-	HoleKind	kind = HOLE_FREE;
-	int			i;
+	Oid			ledger = invoice_seq_ledger_relid();
 
+	info.keysize = offsetof(ViewEntry, loading);
+	info.entrysize = sizeof(ViewEntry);
+	info.hcxt = CurrentMemoryContext;
+	view->entries = hash_create("invoice_seq allocator view", 64, &info,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	if (alloc_shared == NULL)
-		return HOLE_FREE;
-	make_key(&key, series_id, period);
+		return view;
+
 	LWLockAcquire(alloc_shared->lock, LW_SHARED);
-	entry = hash_search(alloc_hash, &key, HASH_FIND, NULL);
-	if (entry != NULL && entry->state == ALLOC_READY && !entry->spilled)
+	hash_seq_init(&status, alloc_hash);
+	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		kind = entry->inflight > 0 ? HOLE_IN_FLIGHT : HOLE_LOST;
-		for (i = 0; i < entry->nfree; i++)
-			if (entry->free[i].invoice_no == invoice_no)
-				kind = HOLE_FREE;
+		if (entry->key.dbid != MyDatabaseId || entry->key.ledger != ledger ||
+			(series_id >= 0 && entry->key.series_id != series_id))
+			continue;
+		view_add(view, entry);
 	}
 	LWLockRelease(alloc_shared->lock);
-	return kind;
+	return view;
+}
+
+static const ViewEntry *
+view_find(const AllocView *view, int32 series_id, const char *period)
+{
+	ViewEntry	probe;
+
+	memset(&probe, 0, sizeof(probe));
+	probe.series_id = series_id;
+	strlcpy(probe.period, period, sizeof(probe.period));
+	return hash_search(view->entries, &probe, HASH_FIND, NULL);
+}
+
+/*
+ * What a number without a ledger row in a snapshot is, below the highest
+ * one of its period: free (handed out again next), perhaps in flight (a
+ * running transaction may hold it), or lost.  "before" was read before the
+ * snapshot was taken, "after" (if not NULL) after it.
+ *
+ * A number below before's next, neither free nor held then, had its row
+ * committed before the snapshot: if the snapshot has no row, it is lost.
+ * One at or above before's next was handed out since, if it is below
+ * after's next: it may be in flight.  One above after's next was never
+ * handed out: it lies below a row put in the ledger by hand, and is lost.
+ * An entry that was not loaded, or was being loaded, had nothing in flight,
+ * so its holes are free; one whose free numbers spilled cannot tell, and
+ * says free.
+ */
+HoleKind
+alloc_hole_kind(const AllocView *before, const AllocView *after,
+				int32 series_id, const char *period, int64 invoice_no)
+{
+	const ViewEntry *v = view_find(before, series_id, period);
+
+	if (v == NULL || v->spilled || v->loading)
+		return HOLE_FREE;
+	if (invoice_no >= v->next)
+	{
+		const ViewEntry *w = after ? view_find(after, series_id, period) : NULL;
+
+		return (w == NULL || w->spilled || w->loading || invoice_no < w->next) ?
+			HOLE_IN_FLIGHT : HOLE_LOST;
+	}
+	for (int i = 0; i < v->nfree; i++)
+		if (v->free[i] == invoice_no)
+			return HOLE_FREE;
+	return v->busy ? HOLE_IN_FLIGHT : HOLE_LOST;
+}
+
+/*
+ * The periods of the view whose numbers running transactions held, each
+ * with its next number, by calls of fn(series_id, period, next, arg).
+ */
+void
+alloc_view_busy(const AllocView *view,
+				void (*fn) (int32 series_id, const char *period, int64 next, void *arg),
+				void *arg)
+{
+	HASH_SEQ_STATUS status;
+	ViewEntry  *v;
+
+	hash_seq_init(&status, view->entries);
+	while ((v = hash_seq_search(&status)) != NULL)
+		if (v->busy && !v->loading)
+			fn(v->series_id, v->period, v->next, arg);
 }

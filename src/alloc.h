@@ -40,24 +40,47 @@ typedef enum HoleKind
 typedef struct TakenNumber
 {
 	int64		invoice_no;
-	TimestampTz limit;			/* latest day it may be issued on, for a
-								 * chronological series */
+	TimestampTz at;				/* when it was taken: under the allocator's
+								 * lock, never before an earlier take of its
+								 * (series, period) */
+	TimestampTz limit;			/* latest time it may be issued at, for a
+								 * chronological series (DT_NOEND: any) */
+	TimestampTz dated;			/* a time within its period, to render it */
 	bool		recycled;		/* it was a free number */
 	bool		sweep_due;		/* free numbers of earlier periods may need
 								 * voiding (see void_ended_periods) */
 } TakenNumber;
 
+/* What alloc_claim() found. */
+typedef enum ClaimResult
+{
+	CLAIM_TAKEN,				/* *taken is filled */
+	CLAIM_NOT_FREE,				/* a running transaction may hold it */
+	CLAIM_NO_ROOM				/* no allocator entry for its period */
+} ClaimResult;
+
 extern Size alloc_shmem_size(void);
 extern void alloc_shmem_init(void);
-extern void alloc_take(const InvoiceSeries *series, const char *period,
-					   TimestampTz now, TakenNumber *taken);
-extern bool alloc_claim(const InvoiceSeries *series, const char *period,
-						int64 invoice_no, TakenNumber *taken);
+extern bool alloc_take(const InvoiceSeries *series, const char *period,
+					   TimestampTz period_end, TimestampTz clock,
+					   TakenNumber *taken);
+extern ClaimResult alloc_claim(const InvoiceSeries *series, const char *period,
+							   int64 invoice_no, bool all_free,
+							   TakenNumber *taken);
 extern void alloc_sweep_done(const InvoiceSeries *series, const char *period);
-extern void alloc_reload(const InvoiceSeries *series, const char *period);
+extern void alloc_close_at_commit(const InvoiceSeries *series,
+								  const char *period);
 extern void alloc_forget(const InvoiceSeries *series, const char *period,
 						 int64 invoice_no);
-extern HoleKind alloc_hole_kind(int32 series_id, const char *period,
+typedef struct AllocView AllocView;
+
+extern AllocView *alloc_view(int32 series_id);
+extern HoleKind alloc_hole_kind(const AllocView *before, const AllocView *after,
+								int32 series_id, const char *period,
 								int64 invoice_no);
+extern void alloc_view_busy(const AllocView *view,
+							void (*fn) (int32 series_id, const char *period,
+										int64 next, void *arg),
+							void *arg);
 
 #endif							/* INVOICE_SEQ_ALLOC_H */

@@ -34,10 +34,13 @@
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "alloc.h"
+#include "ledger.h"
 #include "request.h"
 #include "series.h"
 #include "util.h"
@@ -110,20 +113,240 @@ static const char *check_query =
 " WHERE c.day OPERATOR(pg_catalog.<) c.latest"
 " ORDER BY 1, 2, 3, 4";
 
+/* $1 is a series id, or NULL for all series; $2 the caller. */
+static const char *series_query =
+"SELECT id, name, pg_catalog.now() OPERATOR(pg_catalog.-) stale_after,"
+"       stale_after::pg_catalog.text"
+" FROM invoice_seq.series_def"
+" WHERE ($1 IS NULL OR id OPERATOR(pg_catalog.=) $1)"
+"   AND pg_catalog.pg_has_role($2, owner::pg_catalog.oid, 'MEMBER')";
+
+static SPIPlanPtr series_plan = NULL;
+static SPIPlanPtr check_plan = NULL;
+
+/* A series that check_series() covers. */
+typedef struct CheckSeries
+{
+	int32		id;				/* hash key */
+	char	   *name;
+	TimestampTz stale_before;	/* held since before this: stale */
+	char	   *stale_after;
+} CheckSeries;
+
+/* A problem found, before the rows are sorted. */
+typedef struct CheckRow
+{
+	const char *series;
+	const char *period;
+	int64		invoice_no;
+	const char *problem;
+	const char *detail;
+} CheckRow;
+
+/* What check_series() has found so far. */
+typedef struct CheckState
+{
+	AllocView  *before;			/* the allocator, before the snapshot */
+	AllocView  *after;			/* and after it */
+	HTAB	   *series;
+	CheckRow   *rows;
+	int			nrows;
+	int			maxrows;
+} CheckState;
+
+static void
+add_row(CheckState *state, const char *series, const char *period,
+		int64 invoice_no, const char *problem, const char *detail)
+{
+	if (state->nrows == state->maxrows)
+	{
+		state->maxrows = Max(64, state->maxrows * 2);
+		state->rows = state->rows == NULL ?
+			palloc(sizeof(CheckRow) * state->maxrows) :
+			repalloc(state->rows, sizeof(CheckRow) * state->maxrows);
+	}
+	state->rows[state->nrows].series = series;
+	state->rows[state->nrows].period = period;
+	state->rows[state->nrows].invoice_no = invoice_no;
+	state->rows[state->nrows].problem = problem;
+	state->rows[state->nrows].detail = detail;
+	state->nrows++;
+}
+
+/* Run one of check_series()' statements with a snapshot taken now. */
+static void
+run_check_query(SPIPlanPtr *cache, const char *sql, Datum *args, const char *nulls)
+{
+	Oid			argtypes[2] = {INT4OID, OIDOID};
+	SPIPlanPtr	plan = invoice_seq_plan(cache, sql, 2, argtypes);
+	int			rc;
+
+	rc = SPI_execute_snapshot(plan, args, nulls, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking the ledger");
+}
+
+/* The series the caller may check (its members' series), by id. */
+static HTAB *
+read_series(Datum *args, const char *nulls)
+{
+	HASHCTL		info;
+	HTAB	   *series;
+
+	info.keysize = sizeof(int32);
+	info.entrysize = sizeof(CheckSeries);
+	info.hcxt = CurrentMemoryContext;
+	series = hash_create("invoice_seq checked series", 64, &info,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	run_check_query(&series_plan, series_query, args, nulls);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int32		id = DatumGetInt32(SPI_getbinval(row, desc, 1, &isnull));
+		CheckSeries *cs = hash_search(series, &id, HASH_ENTER, NULL);
+
+		cs->name = SPI_getvalue(row, desc, 2);
+		cs->stale_before = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
+		cs->stale_after = SPI_getvalue(row, desc, 4);
+	}
+	return series;
+}
+
 /*
- * A row of the check query that is a number missing from the ledger, but
- * free or perhaps held by a running transaction: not a gap.
+ * A number that a running transaction holds is a problem once it has held
+ * it longer than the series' stale_after: a one-step number whose
+ * transaction stays open, or a reservation still being recorded.
  */
-static bool
-is_known_hole(HeapTuple row, TupleDesc desc)
+static void
+check_held(CheckState *state, const CheckSeries *cs, const char *period,
+		   const HeldNumber *held)
+{
+	if (held->taken_at >= cs->stale_before)
+		return;
+	add_row(state, cs->name, period, held->invoice_no, "stale_reservation",
+			psprintf("taken at %s by %s with %s, in a transaction still open longer than stale_after (%s)",
+					 DatumGetCString(DirectFunctionCall1(timestamptz_out,
+														 TimestampTzGetDatum(held->taken_at))),
+					 held->taken_by,
+					 held->one_step ? "next_invoice_no()" : "reserve_invoice_no()",
+					 cs->stale_after));
+}
+
+/* One row of the check query: a problem, unless it is a known hole. */
+static void
+check_row(CheckState *state, HeapTuple row, TupleDesc desc)
 {
 	bool		isnull;
+	int32		series_id = DatumGetInt32(SPI_getbinval(row, desc, CHECK_SERIES_ID, &isnull));
+	char	   *period = SPI_getvalue(row, desc, 2);
+	int64		n = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	CheckSeries *cs = hash_search(state->series, &series_id, HASH_FIND, NULL);
+	HeldNumber	held;
 
-	if (!DatumGetBool(SPI_getbinval(row, desc, CHECK_IS_GAP, &isnull)))
-		return false;
-	return alloc_hole_kind(DatumGetInt32(SPI_getbinval(row, desc, CHECK_SERIES_ID, &isnull)),
-						   SPI_getvalue(row, desc, 2),
-						   DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull))) != HOLE_LOST;
+	if (cs == NULL)
+		return;
+	if (DatumGetBool(SPI_getbinval(row, desc, CHECK_IS_GAP, &isnull)))
+	{
+		switch (alloc_hole_kind(state->before, state->after, series_id, period, n))
+		{
+			case HOLE_FREE:
+				return;
+			case HOLE_IN_FLIGHT:
+				if (ledger_held(series_id, period, n, &held))
+					check_held(state, cs, period, &held);
+				return;
+			case HOLE_LOST:
+				break;
+		}
+	}
+	add_row(state, cs->name, period, n, SPI_getvalue(row, desc, 4),
+			SPI_getvalue(row, desc, 5));
+}
+
+/* The numbers held above every committed one of a busy period. */
+typedef struct BusyPeriod
+{
+	CheckState *state;
+	const CheckSeries *series;
+	const char *period;
+} BusyPeriod;
+
+static void
+check_held_at_top(const HeldNumber *held, void *arg)
+{
+	BusyPeriod *busy = (BusyPeriod *) arg;
+
+	check_held(busy->state, busy->series, busy->period, held);
+}
+
+static void
+check_busy_period(int32 series_id, const char *period, int64 next, void *arg)
+{
+	CheckState *state = (CheckState *) arg;
+	BusyPeriod	busy;
+
+	busy.state = state;
+	busy.series = hash_search(state->series, &series_id, HASH_FIND, NULL);
+	busy.period = pstrdup(period);
+	if (busy.series != NULL)
+		ledger_held_at_top(series_id, period, check_held_at_top, &busy);
+}
+
+static int
+row_cmp(const void *a, const void *b)
+{
+	const CheckRow *x = (const CheckRow *) a;
+	const CheckRow *y = (const CheckRow *) b;
+	int			c;
+
+	if ((c = strcmp(x->series, y->series)) != 0 ||
+		(c = strcmp(x->period, y->period)) != 0)
+		return c;
+	if (x->invoice_no != y->invoice_no)
+		return x->invoice_no < y->invoice_no ? -1 : 1;
+	return strcmp(x->problem, y->problem);
+}
+
+/*
+ * Find the problems of the series in args: the allocator is read, then the
+ * ledger with a snapshot taken after it, then the allocator again (see
+ * alloc_hole_kind), so that a number whose transaction commits meanwhile
+ * is never taken for a gap.
+ */
+static void
+find_problems(CheckState *state, Datum *args, const char *nulls)
+{
+	int32		series_id = nulls[0] == 'n' ? -1 : DatumGetInt32(args[0]);
+
+	state->before = alloc_view(series_id);
+	state->series = read_series(args, nulls);
+	run_check_query(&check_plan, check_query, args, nulls);
+	state->after = alloc_view(series_id);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		check_row(state, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	alloc_view_busy(state->after, check_busy_period, state);
+	if (state->nrows > 1)
+		qsort(state->rows, state->nrows, sizeof(CheckRow), row_cmp);
+}
+
+static void
+put_rows(ReturnSetInfo *rsinfo, const CheckState *state)
+{
+	for (int i = 0; i < state->nrows; i++)
+	{
+		const CheckRow *r = &state->rows[i];
+		Datum		values[CHECK_COLS];
+		bool		nulls[CHECK_COLS] = {0};
+
+		values[0] = CStringGetTextDatum(r->series);
+		values[1] = CStringGetTextDatum(r->period);
+		values[2] = Int64GetDatum(r->invoice_no);
+		values[3] = CStringGetTextDatum(r->problem);
+		values[4] = CStringGetTextDatum(r->detail);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 }
 
 /* invoice_seq.check_series(series) RETURNS TABLE(series, period, invoice_no, problem, detail) */
@@ -135,11 +358,10 @@ invoice_seq_check_series(PG_FUNCTION_ARGS)
 	int			save_sec_context;
 	Datum		args[2] = {(Datum) 0, (Datum) 0};
 	char		argnulls[2] = {'n', ' '};
-	Oid			argtypes[2] = {INT4OID, OIDOID};
-	uint64		i;
-	int			rc;
+	CheckState	state;
 
 	InitMaterializedSRF(fcinfo, 0);
+	memset(&state, 0, sizeof(state));
 
 	SPI_connect();
 	invoice_seq_become_owner(&save_userid, &save_sec_context);
@@ -160,23 +382,8 @@ invoice_seq_check_series(PG_FUNCTION_ARGS)
 	}
 	args[1] = ObjectIdGetDatum(save_userid);
 
-	rc = SPI_execute_with_args(check_query, 2, argtypes, args, argnulls, true, 0);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking the ledger");
-
-	for (i = 0; i < SPI_processed; i++)
-	{
-		Datum		values[CHECK_COLS];
-		bool		nulls[CHECK_COLS];
-		int			col;
-
-		for (col = 0; col < CHECK_COLS; col++)
-			values[col] = SPI_getbinval(SPI_tuptable->vals[i],
-										SPI_tuptable->tupdesc,
-										col + 1, &nulls[col]);
-		if (is_known_hole(SPI_tuptable->vals[i], SPI_tuptable->tupdesc))
-			continue;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
+	find_problems(&state, args, argnulls);
+	put_rows(rsinfo, &state);
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
@@ -214,13 +421,21 @@ invoice_seq_recyclable(PG_FUNCTION_ARGS)
 	Datum		arg;
 	uint64		i;
 	int			rc;
+	AllocView  *view;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	invoice_seq_become_owner(&save_userid, &save_sec_context);
 	arg = ObjectIdGetDatum(save_userid);
+
+	/*
+	 * The holes of the query's own snapshot, so that the ledger view is
+	 * consistent with its rows; those free now (the allocator is read
+	 * after) are shown.
+	 */
 	rc = SPI_execute_with_args(holes_query, 1, &argtype, &arg, NULL, true, 0);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding free numbers");
+	view = alloc_view(-1);
 
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -232,7 +447,8 @@ invoice_seq_recyclable(PG_FUNCTION_ARGS)
 		values[0] = SPI_getbinval(row, desc, 1, &nulls[0]);
 		values[1] = SPI_getbinval(row, desc, 2, &nulls[1]);
 		values[2] = SPI_getbinval(row, desc, 3, &nulls[2]);
-		if (alloc_hole_kind(DatumGetInt32(values[0]), SPI_getvalue(row, desc, 2),
+		if (alloc_hole_kind(view, NULL, DatumGetInt32(values[0]),
+							SPI_getvalue(row, desc, 2),
 							DatumGetInt64(values[2])) == HOLE_FREE)
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

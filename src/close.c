@@ -4,15 +4,19 @@
  *		close_period(): the end of a (series, period) in the legal record.
  *
  * Closing takes the series lock exclusively, as alter_series does, so it
- * waits for every transaction that holds a number of the series and keeps
- * new ones out until it commits.  With the lock held, a number missing from
- * the ledger is free (no transaction holds one), so it is voided with the
- * reason.  A reserved number blocks the closing: only a person, or the
+ * waits for every other transaction that holds a number of the series and
+ * keeps new ones out until it ends.  With the lock held, a number missing
+ * from the ledger is free (no other transaction holds one; the closing
+ * transaction's own numbers have their rows), so it is claimed from the
+ * allocator and voided with the reason: if the closing rolls back, it is
+ * free again.  A reserved number blocks the closing: only a person, or the
  * application's reconciliation, can say whether the integrator accepted it.
  * Then the chain is sealed to its end, and the closing is recorded in
  * invoice_seq.period_close (an invoice_ledger table) with its counts and
- * final link.  The allocator reads the period again afterwards and refuses
- * to hand out its numbers; confirm and void find nothing they may change.
+ * final link.  The closing transaction takes no more numbers of the period
+ * at once, everyone else once it commits (alloc_close_at_commit); a
+ * rollback leaves the period open.  Confirm and void find nothing they may
+ * change.
  *
  *-------------------------------------------------------------------------
  */
@@ -220,7 +224,7 @@ invoice_seq_close_period(PG_FUNCTION_ARGS)
 	(void) void_free_numbers(&series, period,
 							 psprintf("period closed by %s: %s", caller, reason),
 							 invoice_seq_now());
-	alloc_reload(&series, period);
+	alloc_close_at_commit(&series, period);
 	chain_seal_to_end(&series, period);
 	record_closing(&series, period, caller, reason, values, nulls);
 

@@ -20,6 +20,7 @@
 #include "ledger_am.h"
 #include "pg_version_compat.h"
 #include "request.h"
+#include "series.h"
 
 INVOICE_SEQ_MODULE_MAGIC;
 
@@ -199,6 +200,7 @@ invoice_seq_shmem_request(void)
 
 	RequestAddinShmemSpace(request_shmem_size());
 	RequestAddinShmemSpace(alloc_shmem_size());
+	RequestAddinShmemSpace(series_shmem_size());
 	RequestNamedLWLockTranche("invoice_seq", 2);
 }
 
@@ -211,6 +213,7 @@ invoice_seq_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	request_shmem_init();
 	alloc_shmem_init();
+	series_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

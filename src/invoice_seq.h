@@ -74,7 +74,10 @@ typedef enum EntryStatus
 #define ENTRY_ATT_INVOICE_NO		3
 #define ENTRY_ATT_STATUS			5
 #define ENTRY_ATT_IDEMPOTENCY_KEY	6
+#define ENTRY_ATT_RESERVED_AT		9
+#define ENTRY_ATT_RESERVED_BY		10
 #define ENTRY_ATT_CONFIRMED_AT		11
+#define ENTRY_ATT_HOLDER_XID		15
 
 /* One ledger entry as handed back to a caller of reserve. */
 typedef struct ReservedNumber

@@ -28,6 +28,7 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -405,6 +406,90 @@ nearest_issued(const InvoiceSeries *series, const char *period,
 }
 
 /*
+ * If a transaction still running is inserting the row that "tuple" is
+ * (the dirty snapshot that found it says so), describe it in *held.
+ */
+static bool
+held_row(Relation rel, HeapTuple tuple, const SnapshotData *dirty,
+		 HeldNumber *held)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		isnull;
+
+	if (!TransactionIdIsValid(dirty->xmin))
+		return false;
+	held->invoice_no = DatumGetInt64(heap_getattr(tuple, ENTRY_ATT_INVOICE_NO,
+												  desc, &isnull));
+	held->taken_at = DatumGetTimestampTz(heap_getattr(tuple, ENTRY_ATT_RESERVED_AT,
+													  desc, &isnull));
+	held->taken_by = TextDatumGetCString(heap_getattr(tuple, ENTRY_ATT_RESERVED_BY,
+													  desc, &isnull));
+	(void) heap_getattr(tuple, ENTRY_ATT_HOLDER_XID, desc, &isnull);
+	held->one_step = !isnull;
+	return true;
+}
+
+/*
+ * Is a running transaction inserting the row of (series, period,
+ * invoice_no)?  Read with a dirty snapshot: no waiting, no predicate lock.
+ */
+bool
+ledger_held(int32 series_id, const char *period, int64 invoice_no,
+			HeldNumber *held)
+{
+	Relation	rel = table_open(invoice_seq_ledger_relid(), AccessShareLock);
+	ScanKeyData keys[3];
+	SnapshotData dirty;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	period_keys(keys, series_id, period);
+	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(invoice_no));
+	InitDirtySnapshot(dirty);
+	scan = systable_beginscan(rel, get_relname_relid("ledger_entry_pkey",
+													 RelationGetNamespace(rel)),
+							  true, &dirty, 3, keys);
+	if ((tuple = systable_getnext(scan)) != NULL)
+		found = held_row(rel, tuple, &dirty, held);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The numbers that running transactions hold above every committed number
+ * of (series, period), highest first, passed to fn: a backward scan of the
+ * primary key with a dirty snapshot, which stops at the first row that is
+ * not being inserted.
+ */
+void
+ledger_held_at_top(int32 series_id, const char *period, HeldNumberFn fn,
+				   void *arg)
+{
+	Relation	rel = table_open(invoice_seq_ledger_relid(), AccessShareLock);
+	Relation	index = index_open(get_relname_relid("ledger_entry_pkey",
+													 RelationGetNamespace(rel)),
+								   AccessShareLock);
+	ScanKeyData keys[2];
+	SnapshotData dirty;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	HeldNumber	held;
+
+	period_keys(keys, series_id, period);
+	InitDirtySnapshot(dirty);
+	scan = systable_beginscan_ordered(rel, index, &dirty, 2, keys);
+	while ((tuple = systable_getnext_ordered(scan, BackwardScanDirection)) != NULL &&
+		   held_row(rel, tuple, &dirty, &held))
+		fn(&held, arg);
+	systable_endscan_ordered(scan);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+}
+
+/*
  * Would issuing invoice_no of (series, period) at "when" break the
  * chronological rule: a higher number never carries an earlier day than a
  * lower one?  With the rule holding for the rest of the period, the
@@ -496,21 +581,22 @@ ledger_find_key(const InvoiceSeries *series, const char *key,
 }
 
 /*
- * A free number of a chronological series that was first handed out on an
- * earlier day than today can no longer be issued in date order: a number
- * above it may carry that earlier day.  It is voided instead, in the same
- * transaction (if that aborts, the number is free again).
+ * A free number of a chronological series whose limit (see TakenNumber) is
+ * on an earlier day than its take can no longer be issued in date order: a
+ * number above it is dated that earlier day.  It is voided instead, in the
+ * same transaction (if that aborts, the number is free again).
  */
 static bool
 void_if_out_of_order(const InvoiceSeries *series, const char *period,
-					 const TakenNumber *taken, TimestampTz now)
+					 const TakenNumber *taken)
 {
 	if (!taken->recycled || !series->chronological ||
-		series_day(series, taken->limit) >= series_day(series, now))
+		TIMESTAMP_NOT_FINITE(taken->limit) ||
+		series_day(series, taken->limit) >= series_day(series, taken->at))
 		return false;
 
-	void_free_number(series, period, taken, now,
-					 psprintf("not issued: the transaction that took it did not commit, and issuing it now would break chronological order (a higher number may be dated %s)",
+	void_free_number(series, period, taken, taken->at,
+					 psprintf("not issued: the transaction that took it did not commit, and issuing it now would break chronological order (a higher number is dated %s)",
 							  day_text(series_day(series, taken->limit))));
 	return true;
 }
@@ -523,8 +609,8 @@ void_free_number(const InvoiceSeries *series, const char *period,
 	NewEntry	e;
 	char		display_no[ISEQ_MAX_DISPLAY + 1];
 
-	/* rendered as of its own period: the limit is a time within it */
-	series_render(series, taken->invoice_no, taken->limit, display_no);
+	/* rendered as of its own period */
+	series_render(series, taken->invoice_no, taken->dated, display_no);
 	memset(&e, 0, sizeof(e));
 	e.series = series;
 	e.period = period;
@@ -538,8 +624,10 @@ void_free_number(const InvoiceSeries *series, const char *period,
 }
 
 /*
- * Void a number without a row that close_period() found free; dated is a
- * time within its period (the date of the row above it).
+ * Void a number without a row that close_period() found free, claiming it
+ * from the allocator first, so that it is free again if the closing
+ * transaction aborts.  dated is a time within its period (the date of the
+ * row above it).  The caller holds the series lock exclusively.
  */
 void
 ledger_void_free(const InvoiceSeries *series, const char *period,
@@ -548,35 +636,25 @@ ledger_void_free(const InvoiceSeries *series, const char *period,
 {
 	TakenNumber taken;
 
-	memset(&taken, 0, sizeof(taken));
-	taken.invoice_no = invoice_no;
-	taken.limit = dated;
+	(void) alloc_claim(series, period, invoice_no, true, &taken);
+	taken.dated = dated;
 	void_free_number(series, period, &taken, now, reason);
 }
 
 /*
- * The first numbers of a period since the allocator read that period from
- * the ledger, until a transaction that took one commits: free numbers of
- * the series' earlier periods can never be issued (a number is dated in its
- * period), so they are voided, in this transaction.  Numbers of an ended
- * period still held by a running transaction are left to it.
+ * The numbers without a row of the series' periods before "period", at most
+ * ENDED_BATCH of them, in period and number order.  Returns how many.
  */
-static void
-void_ended_periods(const InvoiceSeries *series, const char *period,
-				   TimestampTz now)
+static uint64
+read_ended_holes(const InvoiceSeries *series, const char *period,
+				 char ***periods, int64 **numbers)
 {
 	Oid			argtypes[4] = {INT4OID, TEXTOID, INT8OID, INT4OID};
 	Datum		values[4];
 	SPIPlanPtr	plan;
 	uint64		n;
-	uint64		i;
-	char	  **periods;
-	int64	   *numbers;
 	int			rc;
 
-	if (series->reset == SERIES_RESET_NEVER)
-		return;
-	alloc_sweep_done(series, period);
 	values[0] = Int32GetDatum(series->id);
 	values[1] = CStringGetTextDatum(period);
 	values[2] = Int64GetDatum(series->start_at);
@@ -596,26 +674,115 @@ void_ended_periods(const InvoiceSeries *series, const char *period,
 	rc = invoice_seq_execute(plan, values, NULL, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "finding numbers of ended periods");
 
-	/* the inserts below reuse SPI_tuptable: copy the numbers first */
+	/* the inserts that follow reuse SPI_tuptable: copy the numbers out */
 	n = SPI_processed;
-	periods = palloc(sizeof(char *) * Max(n, 1));
-	numbers = palloc(sizeof(int64) * Max(n, 1));
-	for (i = 0; i < n; i++)
+	*periods = palloc(sizeof(char *) * Max(n, 1));
+	*numbers = palloc(sizeof(int64) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
 
-		periods[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		numbers[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-												 SPI_tuptable->tupdesc, 2, &isnull));
+		(*periods)[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		(*numbers)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 2, &isnull));
 	}
+	return n;
+}
+
+/*
+ * The first numbers of a period since the allocator read that period from
+ * the ledger, until a transaction that took one and swept them all commits:
+ * free numbers of the series' earlier periods can never be issued (a number
+ * is dated in its period), so they are voided, in this transaction.
+ * Numbers of an ended period still held by a running transaction are left
+ * to it.
+ *
+ * Sweeping is housekeeping, and must never cost the caller its number: each
+ * ended period swept holds an allocator entry until the transaction ends,
+ * so one transaction sweeps at most a quarter of invoice_seq.max_periods of
+ * them, and stops early if the allocator is full.  What is left is swept
+ * by the next takers of the period.
+ */
+static void
+void_ended_periods(const InvoiceSeries *series, const char *period,
+				   TimestampTz now)
+{
+	char	  **periods;
+	int64	   *numbers;
+	uint64		n;
+	uint64		i;
+	int			max_periods = Max(1, invoice_seq_max_periods / 4);
+	int			nperiods = 0;
+
+	if (series->reset == SERIES_RESET_NEVER)
+		return;
+	n = read_ended_holes(series, period, &periods, &numbers);
 	for (i = 0; i < n; i++)
 	{
 		TakenNumber taken;
+		ClaimResult claim;
 
-		if (alloc_claim(series, periods[i], numbers[i], &taken))
+		if ((i == 0 || strcmp(periods[i], periods[i - 1]) != 0) &&
+			++nperiods > max_periods)
+			break;
+		claim = alloc_claim(series, periods[i], numbers[i], false, &taken);
+		if (claim == CLAIM_NO_ROOM)
+			break;
+		if (claim == CLAIM_TAKEN)
 			void_free_number(series, periods[i], &taken, now,
 							 "not issued: the transaction that took it did not commit, and its period has ended");
 	}
+	if (i == n && n < ENDED_BATCH)
+		alloc_sweep_done(series, period);
+}
+
+/*
+ * Lock the tables a number is recorded in, as the INSERT would, before the
+ * series lock and the key lock.  So a DDL or LOCK TABLE on them that
+ * conflicts holds back a taker here, as an ordinary lock waiter, before it
+ * holds anything; and once past here, nothing that reads the period for
+ * the allocator (alloc.c) can wait for such a lock, so those who wait for
+ * it to finish loading wait only for its reads.
+ */
+void
+ledger_lock_tables(void)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", false);
+
+	LockRelationOid(invoice_seq_ledger_relid(), RowExclusiveLock);
+	LockRelationOid(get_relname_relid("period_close", nspid), AccessShareLock);
+}
+
+/*
+ * Take a number of the series' current period from the allocator.  The
+ * allocator dates the number when it hands it out; if the period ended
+ * while the caller waited (for a lock, say), the number is taken in the
+ * next one.  Free numbers that can no longer be issued in date order are
+ * voided on the way.  clock is invoice_seq.test_clock, or 0.
+ */
+static void
+take_in_period(const InvoiceSeries *series, TimestampTz clock, char *period,
+			   TakenNumber *taken)
+{
+	TimestampTz when = clock != 0 ? clock : GetCurrentTimestamp();
+	bool		sweep_due = false;
+
+	for (;;)
+	{
+		TimestampTz period_end;
+
+		series_period(series, when, period, &period_end);
+		if (!alloc_take(series, period, period_end, clock, taken))
+		{
+			when = taken->at;
+			continue;
+		}
+		sweep_due |= taken->sweep_due;
+		if (!void_if_out_of_order(series, period, taken))
+			break;
+	}
+	if (sweep_due)
+		void_ended_periods(series, period, taken->at);
 }
 
 /*
@@ -627,27 +794,19 @@ void_ended_periods(const InvoiceSeries *series, const char *period,
  */
 void
 ledger_take_number(const InvoiceSeries *series, const char *key,
-				   EntryStatus status, const char *role, TimestampTz now,
+				   EntryStatus status, const char *role, TimestampTz clock,
 				   const bytea *app_digest, ReservedNumber *result)
 {
 	TakenNumber taken;
-	bool		sweep_due = false;
 	NewEntry	e;
 
-	series_period(series, now, result->period);
-	do
-	{
-		alloc_take(series, result->period, now, &taken);
-		sweep_due |= taken.sweep_due;
-	} while (void_if_out_of_order(series, result->period, &taken, now));
-	if (sweep_due)
-		void_ended_periods(series, result->period, now);
+	take_in_period(series, clock, result->period, &taken);
 
 	result->invoice_no = taken.invoice_no;
 	preset_check_number(series, taken.invoice_no);
-	series_render(series, taken.invoice_no, now, result->display_no);
+	series_render(series, taken.invoice_no, taken.at, result->display_no);
 	result->status = status;
-	result->reserved_at = now;
+	result->reserved_at = taken.at;
 
 	memset(&e, 0, sizeof(e));
 	e.series = series;
@@ -657,7 +816,7 @@ ledger_take_number(const InvoiceSeries *series, const char *key,
 	e.status = status;
 	e.key = key;
 	e.role = role;
-	e.now = now;
+	e.now = taken.at;
 	e.app_digest = app_digest;
 	ledger_insert(&e);
 }

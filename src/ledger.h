@@ -17,11 +17,27 @@
 /* Who voids a number that can no longer be issued: the extension itself. */
 #define AUTO_VOIDED_BY "invoice_seq"
 
+/* A number that a running transaction holds: its row, not yet committed. */
+typedef struct HeldNumber
+{
+	int64		invoice_no;
+	TimestampTz taken_at;
+	char	   *taken_by;
+	bool		one_step;		/* next_invoice_no(), else a reservation */
+} HeldNumber;
+
+typedef void (*HeldNumberFn) (const HeldNumber *held, void *arg);
+
+extern bool ledger_held(int32 series_id, const char *period, int64 invoice_no,
+						HeldNumber *held);
+extern void ledger_held_at_top(int32 series_id, const char *period,
+							   HeldNumberFn fn, void *arg);
+extern void ledger_lock_tables(void);
 extern bool ledger_find_key(const InvoiceSeries *series, const char *key,
 							ReservedNumber *result, TransactionId *busy);
 extern void ledger_take_number(const InvoiceSeries *series, const char *key,
 							   EntryStatus status, const char *role,
-							   TimestampTz now, const bytea *app_digest,
+							   TimestampTz clock, const bytea *app_digest,
 							   ReservedNumber *result);
 extern void check_app_digest(const bytea *digest);
 extern void ledger_void_free(const InvoiceSeries *series, const char *period,

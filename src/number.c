@@ -13,10 +13,13 @@
  *	reserve_invoice_no()	when no client can see the number before the
  *							transaction's commit decides its fate: called by
  *							the client's own statement, which commits on its
- *							own (see can_reserve_here).  The commit is then
- *							made durable (and replicated to a synchronous
- *							standby) whatever synchronous_commit says, and
- *							happens before the statement's result is sent.
+ *							own (see can_reserve_here).  The commit happens
+ *							before the statement's result is sent.
+ *
+ * Either way the commit is made durable (and replicated to a synchronous
+ * standby) whatever synchronous_commit says: a number whose transaction
+ * committed may be printed or sent at once, so a crash or a failover must
+ * never hand it out again.
  *
  * Every other reservation (inside a transaction block, or from a function,
  * procedure, trigger or DO block) must survive the caller's rollback, so
@@ -63,14 +66,16 @@ enum
 	NEXT_COLS = 4
 };
 
-/* This transaction recorded a reservation and must commit durably. */
+/* This transaction recorded a number and must commit durably. */
 static bool durable_commit = false;
 static bool callback_registered = false;
 
 /*
- * Just before the commit of a transaction that recorded a reservation:
- * make the commit wait for the WAL flush and for a synchronous standby,
- * whatever synchronous_commit was set to meanwhile.
+ * Just before the commit of a transaction that recorded a number: make the
+ * commit wait for the WAL flush and for a synchronous standby, whatever
+ * synchronous_commit was set to meanwhile.  A number whose commit returned
+ * may be printed or sent at once; if a crash or a failover could lose its
+ * row, the next caller would get the same number.
  */
 static void
 durable_commit_callback(XactEvent event, void *arg)
@@ -95,9 +100,6 @@ require_durable_commit(void)
 	}
 	durable_commit = true;
 	ForceSyncCommit();
-
-	/* commit before the result reaches the client, even in extended protocol */
-	MyXactFlags |= XACT_FLAGS_NEEDIMMEDIATECOMMIT;
 }
 
 /*
@@ -143,37 +145,74 @@ number_args(FunctionCallInfo fcinfo, NumberKind kind, char **name, char **key)
 	}
 }
 
+/* One call of next_invoice_no() or reserve_invoice_no(), its arguments checked. */
+typedef struct NumberCall
+{
+	NumberKind	kind;
+	char	   *name;
+	char	   *key;			/* NULL: none */
+	bytea	   *app_digest;		/* NULL: none */
+	Oid			roleid;			/* the caller */
+	char	   *role;
+	uint64		generation;		/* of series definitions, before the lookup */
+} NumberCall;
+
 /*
- * Take a number in the caller's transaction.  The caller is connected to
- * SPI as the extension's owner.
+ * Look the series up and check that the caller may use it.  The caller is
+ * connected to SPI as the extension's owner; with by_id, the series was
+ * read before and is read again.
  */
 static void
-take_here(InvoiceSeries *series, const char *key, NumberKind kind,
-		  const char *role, const bytea *app_digest, ReservedNumber *result)
+lookup_series(const NumberCall *call, InvoiceSeries *series, bool by_id)
 {
-	TimestampTz now = invoice_seq_now();
-
-	/* an admin's change we waited for counts from now on */
-	if (series_lock_for_numbering(series->id) &&
-		!series_lookup_by_id(series->id, series))
+	if (by_id ? !series_lookup_by_id(series->id, series) :
+		!series_lookup(call->name, series))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invoice series \"%s\" does not exist", series->name),
-				 errdetail("It was dropped while the request waited.")));
-	if (key != NULL)
+				 errmsg("invoice series \"%s\" does not exist", call->name),
+				 by_id ? errdetail("It was dropped while the request waited.") : 0));
+	/* the rest runs with more rights than the caller: check them first */
+	series_check_member(series, call->roleid);
+}
+
+/*
+ * Take a number in the caller's transaction.  The caller is connected to
+ * SPI as the extension's owner.  Locks are taken in one order, the same in
+ * the sequencer: the tables, the series, the key.
+ */
+static void
+take_here(const NumberCall *call, InvoiceSeries *series, ReservedNumber *result)
+{
+	ledger_lock_tables();
+
+	/*
+	 * A change of the series that committed after we read it, while we
+	 * waited for its lock or not, counts from now on: the series is read,
+	 * and the caller's rights checked, again.
+	 */
+	if (series_lock_for_numbering(series->id) ||
+		series_generation() != call->generation)
+		lookup_series(call, series, true);
+	if (call->key != NULL)
 	{
 		LOCKTAG		tag;
 
-		key_lock_tag(&tag, series->id, key);
+		key_lock_tag(&tag, series->id, call->key);
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-		if (ledger_find_key(series, key, result, NULL))
+		if (ledger_find_key(series, call->key, result, NULL))
 			return;
 	}
-	ledger_take_number(series, key,
-					   kind == NUMBER_ONE_STEP ? ENTRY_ISSUED : ENTRY_RESERVED,
-					   role, now, app_digest, result);
-	if (kind == NUMBER_RESERVE)
-		require_durable_commit();
+	ledger_take_number(series, call->key,
+					   call->kind == NUMBER_ONE_STEP ? ENTRY_ISSUED : ENTRY_RESERVED,
+					   call->role, invoice_seq_test_now(), call->app_digest, result);
+	require_durable_commit();
+
+	/*
+	 * A reservation commits before its result reaches the client, even in
+	 * the extended protocol.
+	 */
+	if (call->kind == NUMBER_RESERVE)
+		MyXactFlags |= XACT_FLAGS_NEEDIMMEDIATECOMMIT;
 }
 
 /*
@@ -185,43 +224,38 @@ take_number(FunctionCallInfo fcinfo, NumberKind kind, InvoiceSeries *series,
 			ReservedNumber *result)
 {
 	const char *what = kind == NUMBER_ONE_STEP ? "next_invoice_no()" : "reserve_invoice_no()";
-	char	   *name;
-	char	   *key;
-	char	   *role;
+	NumberCall	call;
 	bool		here;
-	bytea	   *app_digest;
 	Oid			save_userid;
 	int			save_sec_context;
 
-	number_args(fcinfo, kind, &name, &key);
+	call.kind = kind;
+	number_args(fcinfo, kind, &call.name, &call.key);
 	/* next_invoice_no(series, app_digest): the digest the chain covers */
-	app_digest = (kind == NUMBER_ONE_STEP && PG_NARGS() > 1 && !PG_ARGISNULL(1)) ?
+	call.app_digest = (kind == NUMBER_ONE_STEP && PG_NARGS() > 1 && !PG_ARGISNULL(1)) ?
 		PG_GETARG_BYTEA_PP(1) : NULL;
-	check_app_digest(app_digest);
+	check_app_digest(call.app_digest);
 
 	/* A number is a write, even when it is not the caller's. */
 	PreventCommandDuringRecovery(what);
 	PreventCommandIfReadOnly(what);
 	request_require_preloaded();
 
-	role = GetUserNameFromId(GetUserId(), false);
+	call.roleid = GetUserId();
+	call.role = GetUserNameFromId(call.roleid, false);
+	call.generation = series_generation();
 	here = (kind == NUMBER_ONE_STEP || can_reserve_here(fcinfo));
 
 	SPI_connect();
 	invoice_seq_become_owner(&save_userid, &save_sec_context);
-	if (!series_lookup(name, series))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invoice series \"%s\" does not exist", name)));
-	/* the rest runs with more rights than the caller: check them first */
-	series_check_member(series, save_userid);
+	lookup_series(&call, series, false);
 	if (here)
-		take_here(series, key, kind, role, app_digest, result);
+		take_here(&call, series, result);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
 
 	if (!here)
-		request_reserve_remote(series, key, save_userid, result);
+		request_reserve_remote(series, call.key, call.roleid, result);
 	launch_wake_sealer();
 }
 

@@ -37,7 +37,11 @@ typedef bool TU_UpdateIndexes;
 /* 17 numbers processes with a global, and PGPROC lost pgprocno. */
 #define MyProcNumber (MyProc->pgprocno)
 
-/* 17 lets LockHeldByMe() accept a stronger lock. */
+/*
+ * 17 lets LockHeldByMe() accept a stronger lock.  Its declaration comes
+ * first, so that the macro does not rewrite it.
+ */
+#include "storage/lock.h"
 #define LockHeldByMe(locktag, lockmode, orstronger) \
 	LockHeldByMe(locktag, lockmode)
 

@@ -22,6 +22,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "alloc.h"
@@ -125,28 +126,39 @@ put_problem(ReturnSetInfo *rsinfo, const RecordCall *call, int64 invoice_no,
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
-/* Every entry and every link of the chain, merged by number. */
+static SPIPlanPtr chain_plan = NULL;
+
+/*
+ * Every entry and every link of the chain, merged by number: read with
+ * snapshot, or (InvalidSnapshot) with the statement's own.
+ */
 static void
-read_chain(const RecordCall *call)
+read_chain(const RecordCall *call, Snapshot snapshot)
 {
 	Datum		args[2];
 	Oid			types[2] = {INT4OID, TEXTOID};
+	SPIPlanPtr	plan;
 	int			rc;
 
 	args[0] = Int32GetDatum(call->series.id);
 	args[1] = CStringGetTextDatum(call->period);
-	rc = SPI_execute_with_args(
-		"SELECT COALESCE(e.invoice_no, l.invoice_no), e.invoice_no IS NOT NULL,"
-		" l.link, " CHAIN_ENTRY_COLUMNS
-		" FROM (SELECT * FROM invoice_seq.ledger_entry"
-		"       WHERE series_id OPERATOR(pg_catalog.=) $1"
-		"         AND period OPERATOR(pg_catalog.=) $2) e"
-		" FULL JOIN (SELECT invoice_no, link FROM invoice_seq.ledger_link"
-		"            WHERE series_id OPERATOR(pg_catalog.=) $1"
-		"              AND period OPERATOR(pg_catalog.=) $2) l"
-		"   ON l.invoice_no OPERATOR(pg_catalog.=) e.invoice_no"
-		" ORDER BY 1",
-		2, types, args, NULL, true, 0);
+	plan = invoice_seq_plan(&chain_plan,
+							"SELECT COALESCE(e.invoice_no, l.invoice_no), e.invoice_no IS NOT NULL,"
+							" l.link, " CHAIN_ENTRY_COLUMNS
+							" FROM (SELECT * FROM invoice_seq.ledger_entry"
+							"       WHERE series_id OPERATOR(pg_catalog.=) $1"
+							"         AND period OPERATOR(pg_catalog.=) $2) e"
+							" FULL JOIN (SELECT invoice_no, link FROM invoice_seq.ledger_link"
+							"            WHERE series_id OPERATOR(pg_catalog.=) $1"
+							"              AND period OPERATOR(pg_catalog.=) $2) l"
+							"   ON l.invoice_no OPERATOR(pg_catalog.=) e.invoice_no"
+							" ORDER BY 1",
+							2, types);
+	if (snapshot != InvalidSnapshot)
+		rc = SPI_execute_snapshot(plan, args, NULL, snapshot, InvalidSnapshot,
+								  true, false, 0);
+	else
+		rc = SPI_execute_plan(plan, args, NULL, true, 0);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "reading the chain");
 }
 
@@ -167,11 +179,12 @@ verify_row(HeapTuple row, TupleDesc desc, VerifyRow *v)
  * sealed, or if the allocator does not know it as free or in flight.
  */
 static bool
-missing_is_gap(const RecordCall *call, int64 n, const ChainHead *head)
+missing_is_gap(const RecordCall *call, const AllocView *before,
+			   const AllocView *after, int64 n, const ChainHead *head)
 {
 	if (head->sealed && n <= head->invoice_no)
 		return true;
-	return alloc_hole_kind(call->series.id, call->period, n) == HOLE_LOST;
+	return alloc_hole_kind(before, after, call->series.id, call->period, n) == HOLE_LOST;
 }
 
 /*
@@ -186,9 +199,14 @@ verify_chain(ReturnSetInfo *rsinfo, const RecordCall *call)
 	bool		have_prev = false;
 	int64		expected = call->series.start_at;
 	StringInfoData buf;
+	AllocView  *before;
+	AllocView  *after;
 
 	chain_head(call->series.id, call->period, &head);
-	read_chain(call);
+	/* the allocator, the ledger, the allocator: see alloc_hole_kind() */
+	before = alloc_view(call->series.id);
+	read_chain(call, GetLatestSnapshot());
+	after = alloc_view(call->series.id);
 	initStringInfo(&buf);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -198,7 +216,7 @@ verify_chain(ReturnSetInfo *rsinfo, const RecordCall *call)
 
 		verify_row(row, SPI_tuptable->tupdesc, &v);
 		for (; expected < v.invoice_no; expected++)
-			if (missing_is_gap(call, expected, &head))
+			if (missing_is_gap(call, before, after, expected, &head))
 			{
 				put_problem(rsinfo, call, expected, "gap", "The number is missing from the ledger.");
 				return false;
@@ -361,7 +379,7 @@ invoice_seq_export_series(PG_FUNCTION_ARGS)
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	record_begin(fcinfo, &call);
 	record_seal(&call);
-	read_chain(&call);
+	read_chain(&call, InvalidSnapshot);
 	initStringInfo(&encoding);
 	initStringInfo(&line);
 	if (format == EXPORT_CSV)

@@ -84,9 +84,6 @@ static int	nbatch = 0;
 
 static MemoryContext batch_context = NULL;
 
-/* Reservation times never go backwards, even if the clock does. */
-static TimestampTz last_batch_time = 0;
-
 /* The entry of the database this sequencer serves. */
 static DatabaseSequencer *my_db = NULL;
 
@@ -109,7 +106,7 @@ static void sequencer_configure(void);
 static void sequencer_detach(int code, Datum arg);
 static int	take_requests(void);
 static void run_batch(void);
-static void process_entry(BatchEntry *entry, TimestampTz now);
+static void process_entry(BatchEntry *entry);
 static void answer_entries(void);
 static void set_error(RequestError *error, int sqlerrcode, const char *message,
 					  const char *detail, const char *hint);
@@ -416,12 +413,7 @@ take_requests(void)
 static void
 run_batch(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	int			i;
-
-	if (now < last_batch_time)
-		now = last_batch_time;
-	last_batch_time = now;
 
 	MemoryContextSwitchTo(batch_context);
 
@@ -440,11 +432,7 @@ run_batch(void)
 		pgstat_report_activity(STATE_RUNNING, "reserving invoice numbers");
 
 		for (i = 0; i < nbatch; i++)
-		{
-			TimestampTz clock = batch[i].request.clock;
-
-			process_entry(&batch[i], clock != 0 ? clock : now);
-		}
+			process_entry(&batch[i]);
 
 		/* From here on, a reservation may be durable even if we die. */
 		LWLockAcquire(sequencer_shared->lock, LW_EXCLUSIVE);
@@ -525,7 +513,7 @@ try_locks(const BatchEntry *entry)
  * the key's row is being inserted by a transaction still running.
  */
 static void
-reserve_entry(BatchEntry *entry, TimestampTz now)
+reserve_entry(BatchEntry *entry)
 {
 	InvoiceSeries series;
 	const char *key = entry->request.has_key ? entry->request.key : NULL;
@@ -546,14 +534,14 @@ reserve_entry(BatchEntry *entry, TimestampTz now)
 		return;
 	}
 	ledger_take_number(&series, key, ENTRY_RESERVED, entry->request.role,
-					   now, NULL, &entry->result);
+					   entry->request.clock, NULL, &entry->result);
 }
 
 /*
  * Reserve one number, in a subtransaction of the batch.
  */
 static void
-process_entry(BatchEntry *entry, TimestampTz now)
+process_entry(BatchEntry *entry)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -563,10 +551,11 @@ process_entry(BatchEntry *entry, TimestampTz now)
 
 	PG_TRY();
 	{
+		ledger_lock_tables();
 		entry->busy.lock = try_locks(entry);
 		entry->busy.xid = InvalidTransactionId;
 		if (entry->busy.lock == REQUEST_LOCK_NONE)
-			reserve_entry(entry, now);
+			reserve_entry(entry);
 		entry->outcome = entry->busy.lock == REQUEST_LOCK_NONE ?
 			ENTRY_OK : ENTRY_LOCKED;
 

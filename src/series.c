@@ -12,12 +12,15 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/lmgr.h"
+#include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -41,6 +44,26 @@ typedef struct FormatSummary
 	bool		has_month;		/* {MM} */
 } FormatSummary;
 
+/*
+ * The generation of series definitions: how many transactions that changed
+ * a series (alter_series, drop_series) have committed, in the whole
+ * cluster, since the server started.  A backend that read a series before
+ * it took the series lock reads it again if the generation moved: a change
+ * committed between its read and its lock, without making it wait.  A
+ * change is counted once its commit is visible and before its lock is
+ * released, so a reader either sees the change or sees the count move.
+ */
+typedef struct SeriesShared
+{
+	pg_atomic_uint64 generation;
+} SeriesShared;
+
+static SeriesShared *series_shared = NULL;
+
+/* This transaction changed a series: count it when it commits. */
+static bool changed_here = false;
+static bool xact_callback_registered = false;
+
 static SPIPlanPtr lookup_by_name_plan = NULL;
 static SPIPlanPtr lookup_by_id_plan = NULL;
 static SPIPlanPtr alter_plan = NULL;
@@ -57,6 +80,72 @@ static SPIPlanPtr drop_plan = NULL;
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
 					 errmsg("%s must not be NULL", (argname)))); \
 	} while (0)
+
+Size
+series_shmem_size(void)
+{
+	return MAXALIGN(sizeof(SeriesShared));
+}
+
+void
+series_shmem_init(void)
+{
+	bool		found;
+
+	series_shared = ShmemInitStruct("invoice_seq series", sizeof(SeriesShared),
+									&found);
+	if (!found)
+		pg_atomic_init_u64(&series_shared->generation, 0);
+}
+
+/* The generation of series definitions (0 unless the library was preloaded). */
+uint64
+series_generation(void)
+{
+	return series_shared ? pg_atomic_read_u64(&series_shared->generation) : 0;
+}
+
+/*
+ * End of a transaction that changed a series.  A prepared one would commit
+ * in another session, uncounted, so PREPARE is refused.
+ */
+static void
+series_xact_callback(XactEvent event, void *arg)
+{
+	if (!changed_here)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot PREPARE a transaction that changed an invoice series"),
+					 errdetail("alter_series() and drop_series() cannot take part in two-phase commit.")));
+			break;
+		case XACT_EVENT_COMMIT:
+			if (series_shared)
+				pg_atomic_fetch_add_u64(&series_shared->generation, 1);
+			changed_here = false;
+			break;
+		case XACT_EVENT_ABORT:
+			changed_here = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Count this transaction's change of a series when it commits. */
+static void
+count_change_at_commit(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(series_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	changed_here = true;
+}
 
 const char *
 series_reset_name(SeriesReset reset)
@@ -341,15 +430,20 @@ series_calendar(const InvoiceSeries *series, TimestampTz ts, struct pg_tm *tm)
 }
 
 /*
- * The period in which a number reserved at ts counts: '' for a series that
+ * The period in which a number taken at ts counts: '' for a series that
  * never resets, else the year ('2026') or the month ('2026-11') in the
- * series' time zone.
+ * series' time zone.  With period_end, also the first instant of the next
+ * period (DT_NOEND for a series that never resets).
  */
 void
-series_period(const InvoiceSeries *series, TimestampTz ts, char *period)
+series_period(const InvoiceSeries *series, TimestampTz ts, char *period,
+			  TimestampTz *period_end)
 {
 	struct pg_tm tm;
+	int			tzoff;
 
+	if (period_end)
+		TIMESTAMP_NOEND(*period_end);
 	if (series->reset == SERIES_RESET_NEVER)
 	{
 		period[0] = '\0';
@@ -361,6 +455,22 @@ series_period(const InvoiceSeries *series, TimestampTz ts, char *period)
 		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d", tm.tm_year);
 	else
 		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d-%02d", tm.tm_year, tm.tm_mon);
+	if (period_end == NULL)
+		return;
+
+	/* midnight of the first day of the next year, or month */
+	if (series->reset == SERIES_RESET_MONTHLY && tm.tm_mon < 12)
+		tm.tm_mon++;
+	else
+	{
+		tm.tm_year++;
+		tm.tm_mon = 1;
+	}
+	tm.tm_mday = 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	tzoff = DetermineTimeZoneOffset(&tm, series_tz(series->time_zone, series->name));
+	if (tm2timestamp(&tm, 0, &tzoff, period_end) != 0)
+		TIMESTAMP_NOEND(*period_end);
 }
 
 /*
@@ -753,6 +863,7 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 	preset_check_alter(&series, !PG_ARGISNULL(1),
 					   !PG_ARGISNULL(3) && !PG_GETARG_BOOL(3));
 	series_lock(series.id);
+	count_change_at_commit();
 
 	values[0] = Int32GetDatum(series.id);
 	if (PG_ARGISNULL(1))
@@ -830,6 +941,7 @@ invoice_seq_drop_series(PG_FUNCTION_ARGS)
 	series_get(name, &series);
 	check_may_own(save_userid, series.owner, series.name);
 	series_lock(series.id);
+	count_change_at_commit();
 	arg = Int32GetDatum(series.id);
 
 	plan = invoice_seq_plan(&used_plan,

@@ -32,6 +32,9 @@
  */
 #define ISEQ_SEAL_LOCK_CLASS	0x4955
 
+extern Size series_shmem_size(void);
+extern void series_shmem_init(void);
+extern uint64 series_generation(void);
 extern bool series_lookup(const char *name, InvoiceSeries *series);
 extern bool series_lookup_by_id(int32 id, InvoiceSeries *series);
 extern void series_get(const char *name, InvoiceSeries *series);
@@ -44,7 +47,7 @@ extern bool series_try_lock_for_numbering(int32 series_id);
 extern void key_lock_tag(LOCKTAG *tag, int32 series_id, const char *key);
 extern void wait_for_lock(const LOCKTAG *tag);
 extern void series_period(const InvoiceSeries *series, TimestampTz ts,
-						  char *period);
+						  char *period, TimestampTz *period_end);
 extern void series_render(const InvoiceSeries *series, int64 invoice_no,
 						  TimestampTz ts, char *display_no);
 extern int	series_day(const InvoiceSeries *series, TimestampTz ts);
