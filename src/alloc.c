@@ -35,6 +35,7 @@
 
 #include "alloc.h"
 #include "pg_version_compat.h"
+#include "series.h"
 #include "util.h"
 
 typedef struct AllocKey
@@ -309,23 +310,23 @@ first_hole_bound(const InvoiceSeries *series, const char *period, int64 last,
  * a limit: the earliest issue time of the numbers above it, the latest at
  * which it may be issued without breaking chronological order (none if no
  * number above it is issued: a void carries the time of its voiding, not
- * of its number, and a reservation is not issued yet).  Each is also dated
- * by the row above it, a time within its period.  Every number below
- * "from" has a row.
+ * of its number, and a reservation is not issued yet).  The time it was
+ * taken is not known: it is dated by the start of its period, to render it
+ * as a void.  Every number below "from" has a row.
  */
 static void
 read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
 {
 	uint64		i;
+	TimestampTz period_start = series_period_start(series, loaded->key.period);
 
 	read_period(&holes_plan,
-				"SELECT g.n, e.limit_at, e.dated FROM"
+				"SELECT g.n, e.limit_at FROM"
 				" (SELECT invoice_no,"
 				"         pg_catalog.lag(invoice_no) OVER (ORDER BY invoice_no) AS prev,"
 				"         pg_catalog.min(CASE WHEN status OPERATOR(pg_catalog.=) 'issued'"
 				"                        THEN confirmed_at END)"
-				"             OVER (ORDER BY invoice_no DESC) AS limit_at,"
-				"         COALESCE(confirmed_at, reserved_at) AS dated"
+				"             OVER (ORDER BY invoice_no DESC) AS limit_at"
 				"  FROM invoice_seq.ledger_entry"
 				"  WHERE series_id OPERATOR(pg_catalog.=) $1"
 				"  AND period OPERATOR(pg_catalog.=) $2"
@@ -349,7 +350,7 @@ read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
 			TIMESTAMP_NOEND(f->limit);
 		else
 			f->limit = DatumGetTimestampTz(limit);
-		f->dated = DatumGetTimestampTz(SPI_getbinval(row, desc, 3, &isnull));
+		f->dated = period_start;
 	}
 	loaded->nfree = (int) i;
 	loaded->spilled = (SPI_processed > ISEQ_FREE_SLOTS);

@@ -110,10 +110,9 @@ void_free_numbers(const InvoiceSeries *series, const char *period,
 	Oid			types[1] = {INT8OID};
 	Datum		from[1] = {Int64GetDatum(series->start_at)};
 
-	period_query("SELECT g.n, e.dated FROM"
+	period_query("SELECT g.n FROM"
 				 " (SELECT invoice_no,"
-				 "         pg_catalog.lag(invoice_no) OVER (ORDER BY invoice_no) AS prev,"
-				 "         COALESCE(confirmed_at, voided_at, reserved_at) AS dated"
+				 "         pg_catalog.lag(invoice_no) OVER (ORDER BY invoice_no) AS prev"
 				 "  FROM invoice_seq.ledger_entry"
 				 "  WHERE series_id OPERATOR(pg_catalog.=) $1"
 				 "    AND period OPERATOR(pg_catalog.=) $2) e,"
@@ -129,7 +128,6 @@ void_free_numbers(const InvoiceSeries *series, const char *period,
 
 		ledger_void_free(series, period,
 						 DatumGetInt64(SPI_getbinval(holes->vals[i], holes->tupdesc, 1, &isnull)),
-						 DatumGetTimestampTz(SPI_getbinval(holes->vals[i], holes->tupdesc, 2, &isnull)),
 						 now, reason);
 	}
 	SPI_freetuptable(holes);

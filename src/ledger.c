@@ -609,8 +609,10 @@ void_free_number(const InvoiceSeries *series, const char *period,
 	NewEntry	e;
 	char		display_no[ISEQ_MAX_DISPLAY + 1];
 
-	/* rendered as of its own period */
-	series_render(series, taken->invoice_no, taken->dated, display_no);
+	/* rendered as of its own period: when it was taken, if known */
+	series_render(series, taken->invoice_no,
+				  taken->dated != 0 ? taken->dated : series_period_start(series, period),
+				  display_no);
 	memset(&e, 0, sizeof(e));
 	e.series = series;
 	e.period = period;
@@ -626,18 +628,15 @@ void_free_number(const InvoiceSeries *series, const char *period,
 /*
  * Void a number without a row that close_period() found free, claiming it
  * from the allocator first, so that it is free again if the closing
- * transaction aborts.  dated is a time within its period (the date of the
- * row above it).  The caller holds the series lock exclusively.
+ * transaction aborts.  The caller holds the series lock exclusively.
  */
 void
 ledger_void_free(const InvoiceSeries *series, const char *period,
-				 int64 invoice_no, TimestampTz dated, TimestampTz now,
-				 const char *reason)
+				 int64 invoice_no, TimestampTz now, const char *reason)
 {
 	TakenNumber taken;
 
 	(void) alloc_claim(series, period, invoice_no, true, &taken);
-	taken.dated = dated;
 	void_free_number(series, period, &taken, now, reason);
 }
 

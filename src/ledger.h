@@ -41,8 +41,8 @@ extern void ledger_take_number(const InvoiceSeries *series, const char *key,
 							   ReservedNumber *result);
 extern void check_app_digest(const bytea *digest);
 extern void ledger_void_free(const InvoiceSeries *series, const char *period,
-							 int64 invoice_no, TimestampTz dated,
-							 TimestampTz now, const char *reason);
+							 int64 invoice_no, TimestampTz now,
+							 const char *reason);
 extern char *resolve_period(const InvoiceSeries *series, text *period_arg);
 extern char *number_label(const char *series, const char *period,
 						  int64 invoice_no);

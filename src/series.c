@@ -474,6 +474,32 @@ series_period(const InvoiceSeries *series, TimestampTz ts, char *period,
 }
 
 /*
+ * The first instant of a period of the series, in its time zone: a time to
+ * render a number of that period at when the time it was taken is not
+ * known (a hole found in the ledger).  For a series that never resets, now.
+ */
+TimestampTz
+series_period_start(const InvoiceSeries *series, const char *period)
+{
+	struct pg_tm tm;
+	int			tzoff;
+	TimestampTz start;
+
+	if (series->reset == SERIES_RESET_NEVER || strlen(period) < 4)
+		return GetCurrentTimestamp();
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = atoi(period);
+	tm.tm_mon = strlen(period) == 7 ? atoi(period + 5) : 1;
+	tm.tm_mday = 1;
+	tzoff = DetermineTimeZoneOffset(&tm, series_tz(series->time_zone, series->name));
+	if (tm2timestamp(&tm, 0, &tzoff, &start) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return start;
+}
+
+/*
  * The calendar day of ts in the series' time zone, as yyyymmdd: what the
  * chronological rule compares.
  */

@@ -50,6 +50,8 @@ extern void series_period(const InvoiceSeries *series, TimestampTz ts,
 						  char *period, TimestampTz *period_end);
 extern void series_render(const InvoiceSeries *series, int64 invoice_no,
 						  TimestampTz ts, char *display_no);
+extern TimestampTz series_period_start(const InvoiceSeries *series,
+									   const char *period);
 extern int	series_day(const InvoiceSeries *series, TimestampTz ts);
 extern const char *series_reset_name(SeriesReset reset);
 
