@@ -102,3 +102,68 @@ SELECT retry_in_block('order-9');
 SELECT invoice_seq.reserve_invoice_no('CALL', 'order-10'), take_no('order-10');
 \echo :LAST_ERROR_SQLSTATE
 RESET statement_timeout;
+
+-- A procedure that rolls back, then reserves in an SQL statement of its
+-- own (SELECT INTO), shows the number and rolls back again: the number
+-- stays reserved under its key.  Then a DO block, after that CALL, that
+-- does the same and fails.
+CREATE PROCEDURE issue_after_rollback(k text) LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+    ROLLBACK;
+    SELECT invoice_seq.reserve_invoice_no('CALL', k) INTO n;
+    RAISE NOTICE 'sent number %', n;
+    ROLLBACK;
+END$$;
+CALL issue_after_rollback('order-11');
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-11');
+DO $$DECLARE n bigint;
+BEGIN
+    SELECT invoice_seq.reserve_invoice_no('CALL', 'order-12') INTO n;
+    RAISE NOTICE 'sent number %', n;
+    RAISE EXCEPTION 'failed after showing it';
+END$$;
+\echo :LAST_ERROR_SQLSTATE
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-12');
+
+-- The client's own statement, when it hands the number to other code
+-- before its commit: an argument of another function, or the row of a
+-- table whose trigger sees it.
+CREATE FUNCTION show_then_fail(n bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'sent number %', n;
+    RAISE EXCEPTION 'failed after showing it';
+END$$;
+SELECT show_then_fail(invoice_seq.reserve_invoice_no('CALL', 'order-13'));
+\echo :LAST_ERROR_SQLSTATE
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-13');
+CREATE TABLE call_sent (no bigint, amount int);
+CREATE FUNCTION announce() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'sent number %', NEW.no;
+    IF NEW.amount <= 0 THEN
+        RAISE EXCEPTION 'the amount must be positive' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END$$;
+CREATE TRIGGER announce BEFORE INSERT ON call_sent
+    FOR EACH ROW EXECUTE FUNCTION announce();
+INSERT INTO call_sent VALUES (invoice_seq.reserve_invoice_no('CALL', 'order-14'), -1);
+\echo :LAST_ERROR_SQLSTATE
+SELECT invoice_seq.reserve_invoice_no('CALL', 'order-14');
+
+-- Which statements record the reservation themselves: only a SELECT whose
+-- own result column it is (no sequencer request), one row, run at once.
+SELECT coalesce(sum(requests), 0) AS before FROM invoice_seq.stats \gset
+SELECT invoice_seq.reserve_invoice_no('CALL');
+SELECT 'order' AS kind, invoice_seq.reserve_invoice_no('CALL', 'order-16');
+SELECT invoice_no, status FROM invoice_seq.reserve_invoice('CALL', 'order-17');
+SELECT coalesce(sum(requests), 0) - :before AS by_sequencer FROM invoice_seq.stats;
+SELECT invoice_seq.reserve_invoice_no('CALL')::text AS as_text;
+SELECT coalesce(sum(requests), 0) - :before AS by_sequencer FROM invoice_seq.stats;
+INSERT INTO call_sent VALUES (invoice_seq.reserve_invoice_no('CALL'), 1);
+SELECT coalesce(sum(requests), 0) - :before AS by_sequencer FROM invoice_seq.stats;
+SELECT invoice_seq.reserve_invoice_no('CALL') FROM generate_series(1, 2);
+SELECT coalesce(sum(requests), 0) - :before AS by_sequencer FROM invoice_seq.stats;
+WITH r AS (SELECT invoice_seq.reserve_invoice_no('CALL') AS n) SELECT n FROM r;
+SELECT coalesce(sum(requests), 0) - :before AS by_sequencer FROM invoice_seq.stats;
