@@ -45,7 +45,7 @@ REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 
 ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve \
-	own_locks key_row_busy owner_change stale_holder \
+	own_locks key_row_busy owner_change stale_holder closing_race \
 	series_lock one_step_recycle one_step_open one_step_mixed one_step_prepare \
 	key_race_paths free_numbers
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-instance=tmp_check_iso \

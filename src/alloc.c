@@ -646,6 +646,7 @@ alloc_claim(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	AllocKey	key;
 	AllocEntry *entry;
 	int			i;
+	bool		listed;
 
 	make_key(&key, series->id, period);
 	reserve_holding_room();
@@ -660,24 +661,28 @@ alloc_claim(const InvoiceSeries *series, const char *period, int64 invoice_no,
 	for (i = 0; i < entry->nfree; i++)
 		if (entry->free[i].invoice_no == invoice_no)
 			break;
+	listed = (i < entry->nfree);
+	/* a sweep leaves what is not listed, and closed periods, alone */
+	if (!all_free && (!listed || entry->closed))
+	{
+		LWLockRelease(alloc_shared->lock);
+		return CLAIM_NOT_FREE;
+	}
 	memset(taken, 0, sizeof(TakenNumber));
 	taken->invoice_no = invoice_no;
 	taken->recycled = true;
-	if (i < entry->nfree)
+	if (listed)
 	{
 		taken->limit = entry->free[i].limit;
 		taken->dated = entry->free[i].dated;
 		entry->nfree--;
 		memmove(&entry->free[i], &entry->free[i + 1], sizeof(FreeNumber) * (entry->nfree - i));
 	}
-	else if (!all_free)
-	{
-		LWLockRelease(alloc_shared->lock);
-		return CLAIM_NOT_FREE;
-	}
 	entry->inflight++;
 	entry->last_used = ++alloc_shared->tick;
 	remember(&key, taken);
+	/* not listed: if the claim aborts, the period is read again instead */
+	holdings[nholdings - 1].forget = !listed;
 	LWLockRelease(alloc_shared->lock);
 	return CLAIM_TAKEN;
 }
@@ -691,10 +696,6 @@ put_back(AllocEntry *entry, const Holding *h)
 {
 	int64		invoice_no = h->invoice_no;
 	int			pos;
-
-	/* claimed above the next number (close_period): it is next-to-be anyway */
-	if (!entry->exhausted && invoice_no >= entry->next)
-		return;
 
 	if (entry->exhausted ? invoice_no == PG_INT64_MAX : invoice_no == entry->next - 1)
 	{
@@ -754,6 +755,8 @@ release_holdings(int from, bool aborted)
 		entry->inflight--;
 		if (aborted && !h->forget)
 			put_back(entry, h);
+		else if (aborted)
+			entry->stale = true;	/* the ledger knows better than we do */
 		if (!aborted && h->swept)
 			entry->sweep_due = false;
 	}

@@ -92,7 +92,7 @@ static const char *check_query =
 " FROM e JOIN s ON s.id OPERATOR(pg_catalog.=) e.series_id"
 " WHERE e.status OPERATOR(pg_catalog.=) 'reserved'"
 "   AND e.reserved_at OPERATOR(pg_catalog.<)"
-"       (pg_catalog.now() OPERATOR(pg_catalog.-) s.stale_after)"
+"       (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.stale_after)"
 " UNION ALL"
 " SELECT c.name, c.period, c.invoice_no, 'chronology',"
 "        pg_catalog.format('issued on %s, but a lower number of the period was issued on %s',"
@@ -115,7 +115,7 @@ static const char *check_query =
 
 /* $1 is a series id, or NULL for all series; $2 the caller. */
 static const char *series_query =
-"SELECT id, name, pg_catalog.now() OPERATOR(pg_catalog.-) stale_after,"
+"SELECT id, name, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) stale_after,"
 "       stale_after::pg_catalog.text"
 " FROM invoice_seq.series_def"
 " WHERE ($1 IS NULL OR id OPERATOR(pg_catalog.=) $1)"
@@ -147,7 +147,8 @@ typedef struct CheckRow
 typedef struct CheckState
 {
 	AllocView  *before;			/* the allocator, before the snapshot */
-	AllocView  *after;			/* and after it */
+	Snapshot	snapshot;		/* the ledger is read with */
+	AllocView  *after;			/* and the allocator after it */
 	HTAB	   *series;
 	CheckRow   *rows;
 	int			nrows;
@@ -173,22 +174,23 @@ add_row(CheckState *state, const char *series, const char *period,
 	state->nrows++;
 }
 
-/* Run one of check_series()' statements with a snapshot taken now. */
+/* Run one of check_series()' statements with the check's snapshot. */
 static void
-run_check_query(SPIPlanPtr *cache, const char *sql, Datum *args, const char *nulls)
+run_check_query(SPIPlanPtr *cache, const char *sql, Datum *args, const char *nulls,
+				Snapshot snapshot)
 {
 	Oid			argtypes[2] = {INT4OID, OIDOID};
 	SPIPlanPtr	plan = invoice_seq_plan(cache, sql, 2, argtypes);
 	int			rc;
 
-	rc = SPI_execute_snapshot(plan, args, nulls, GetLatestSnapshot(),
+	rc = SPI_execute_snapshot(plan, args, nulls, snapshot,
 							  InvalidSnapshot, true, false, 0);
 	invoice_seq_spi_check(rc, SPI_OK_SELECT, "checking the ledger");
 }
 
 /* The series the caller may check (its members' series), by id. */
 static HTAB *
-read_series(Datum *args, const char *nulls)
+read_series(Datum *args, const char *nulls, Snapshot snapshot)
 {
 	HASHCTL		info;
 	HTAB	   *series;
@@ -198,7 +200,7 @@ read_series(Datum *args, const char *nulls)
 	info.hcxt = CurrentMemoryContext;
 	series = hash_create("invoice_seq checked series", 64, &info,
 						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	run_check_query(&series_plan, series_query, args, nulls);
+	run_check_query(&series_plan, series_query, args, nulls, snapshot);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	row = SPI_tuptable->vals[i];
@@ -291,7 +293,8 @@ check_busy_period(int32 series_id, const char *period, int64 next, void *arg)
 	busy.series = hash_search(state->series, &series_id, HASH_FIND, NULL);
 	busy.period = pstrdup(period);
 	if (busy.series != NULL)
-		ledger_held_at_top(series_id, period, check_held_at_top, &busy);
+		ledger_held_at_top(series_id, period, state->snapshot,
+						   check_held_at_top, &busy);
 }
 
 static int
@@ -321,12 +324,14 @@ find_problems(CheckState *state, Datum *args, const char *nulls)
 	int32		series_id = nulls[0] == 'n' ? -1 : DatumGetInt32(args[0]);
 
 	state->before = alloc_view(series_id);
-	state->series = read_series(args, nulls);
-	run_check_query(&check_plan, check_query, args, nulls);
+	state->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	state->series = read_series(args, nulls, state->snapshot);
+	run_check_query(&check_plan, check_query, args, nulls, state->snapshot);
 	state->after = alloc_view(series_id);
 	for (uint64 i = 0; i < SPI_processed; i++)
 		check_row(state, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 	alloc_view_busy(state->after, check_busy_period, state);
+	UnregisterSnapshot(state->snapshot);
 	if (state->nrows > 1)
 		qsort(state->rows, state->nrows, sizeof(CheckRow), row_cmp);
 }

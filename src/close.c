@@ -52,13 +52,19 @@ enum
 	CLOSE_COLS
 };
 
-/* Run a statement about one (series, period) with up to two more args. */
+/*
+ * Run a statement about one (series, period) with up to two more args,
+ * with a snapshot taken now (invoice_seq_execute), after the series lock
+ * was granted: it sees every number that was committed while the closing
+ * waited, whatever the caller's isolation level.
+ */
 static void
 period_query(const char *sql, const InvoiceSeries *series, const char *period,
-			 int nextra, Oid *extra_types, Datum *extra, bool read_only)
+			 int nextra, Oid *extra_types, Datum *extra)
 {
 	Oid			types[4] = {INT4OID, TEXTOID, InvalidOid, InvalidOid};
 	Datum		args[4];
+	SPIPlanPtr	plan;
 	int			rc;
 
 	args[0] = Int32GetDatum(series->id);
@@ -68,9 +74,13 @@ period_query(const char *sql, const InvoiceSeries *series, const char *period,
 		types[2 + i] = extra_types[i];
 		args[2 + i] = extra[i];
 	}
-	rc = SPI_execute_with_args(sql, 2 + nextra, types, args, NULL, read_only, 0);
+	plan = SPI_prepare(sql, 2 + nextra, types);
+	if (plan == NULL)
+		invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, "closing the period");
+	rc = invoice_seq_execute(plan, args, NULL, false, 0);
 	if (rc < 0)
 		invoice_seq_spi_check(rc, SPI_OK_SELECT, "closing the period");
+	SPI_freeplan(plan);
 }
 
 /* Refuse (55000) while the period has numbers reserved, listing them. */
@@ -84,7 +94,7 @@ refuse_reserved(const InvoiceSeries *series, const char *period, const char *lab
 				 "   AND period OPERATOR(pg_catalog.=) $2"
 				 "   AND status OPERATOR(pg_catalog.=) 'reserved'"
 				 " ORDER BY invoice_no",
-				 series, period, 0, NULL, NULL, true);
+				 series, period, 0, NULL, NULL);
 	if (SPI_processed == 0)
 		return;
 	initStringInfo(&list);
@@ -119,7 +129,7 @@ void_free_numbers(const InvoiceSeries *series, const char *period,
 				 " pg_catalog.generate_series(COALESCE(e.prev OPERATOR(pg_catalog.+) 1, $3),"
 				 "                            e.invoice_no OPERATOR(pg_catalog.-) 1) AS g(n)"
 				 " ORDER BY g.n",
-				 series, period, 1, types, from, false);
+				 series, period, 1, types, from);
 	holes = SPI_tuptable;
 	nholes = SPI_processed;
 	for (uint64 i = 0; i < nholes; i++)
@@ -158,7 +168,7 @@ record_closing(const InvoiceSeries *series, const char *period,
 				 "   AND e.period OPERATOR(pg_catalog.=) $2"
 				 " RETURNING issued, voided, last_no,"
 				 "           pg_catalog.encode(final_link, 'hex')",
-				 series, period, 2, types, extra, false);
+				 series, period, 2, types, extra);
 	for (int col = 0; col < CLOSE_COLS; col++)
 		values[col] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									col + 1, &nulls[col]);
@@ -212,7 +222,8 @@ invoice_seq_close_period(PG_FUNCTION_ARGS)
 	series_get(name, &series);
 	series_check_member(&series, save_userid);
 	period = resolve_period(&series, PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
-	series_lock(series.id);
+	/* the series may have changed hands while we waited for its lock */
+	series_lock_and_reread(&series, save_userid, false);
 
 	if (invoice_seq_period_closed(series.id, period))
 		ereport(ERROR,

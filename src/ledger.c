@@ -286,15 +286,23 @@ find_row(const char *index_name, ScanKey keys, int nkeys, FindMode mode,
 		memcpy(scankeys, keys, sizeof(ScanKeyData) * nkeys);
 		InitDirtySnapshot(dirty);
 		scan = systable_beginscan(rel, indexoid, true, &dirty, nkeys, scankeys);
-		tuple = systable_getnext(scan);
-		if (tuple != NULL)
+		while ((tuple = systable_getnext(scan)) != NULL)
 		{
+			/*
+			 * The new version of a row that a running transaction updates
+			 * (not HOT, so it has an index entry of its own): to read, the
+			 * version it replaces is the one to find.
+			 */
+			if (mode != FIND_TO_LOCK && TransactionIdIsValid(dirty.xmin) &&
+				(tuple->t_data->t_infomask & HEAP_UPDATED))
+				continue;
 			*tid = tuple->t_self;
 			found = true;
 			if (TransactionIdIsValid(dirty.xmin))
 				wait_for = dirty.xmin;
 			else if (mode == FIND_TO_LOCK)
 				wait_for = dirty.xmax;
+			break;
 		}
 		systable_endscan(scan);
 		if (!TransactionIdIsValid(wait_for))
@@ -416,7 +424,9 @@ held_row(Relation rel, HeapTuple tuple, const SnapshotData *dirty,
 	TupleDesc	desc = RelationGetDescr(rel);
 	bool		isnull;
 
-	if (!TransactionIdIsValid(dirty->xmin))
+	/* an updated version is a committed number being confirmed or voided */
+	if (!TransactionIdIsValid(dirty->xmin) ||
+		(tuple->t_data->t_infomask & HEAP_UPDATED))
 		return false;
 	held->invoice_no = DatumGetInt64(heap_getattr(tuple, ENTRY_ATT_INVOICE_NO,
 												  desc, &isnull));
@@ -459,14 +469,14 @@ ledger_held(int32 series_id, const char *period, int64 invoice_no,
 }
 
 /*
- * The numbers that running transactions hold above every committed number
- * of (series, period), highest first, passed to fn: a backward scan of the
- * primary key with a dirty snapshot, which stops at the first row that is
- * not being inserted.
+ * The numbers that running transactions hold above every number committed
+ * before "snapshot" in (series, period), highest first, passed to fn: a
+ * backward scan of the primary key with a dirty snapshot, which stops at
+ * the first row that "snapshot" sees.
  */
 void
-ledger_held_at_top(int32 series_id, const char *period, HeldNumberFn fn,
-				   void *arg)
+ledger_held_at_top(int32 series_id, const char *period, Snapshot snapshot,
+				   HeldNumberFn fn, void *arg)
 {
 	Relation	rel = table_open(invoice_seq_ledger_relid(), AccessShareLock);
 	Relation	index = index_open(get_relname_relid("ledger_entry_pkey",
@@ -481,9 +491,13 @@ ledger_held_at_top(int32 series_id, const char *period, HeldNumberFn fn,
 	period_keys(keys, series_id, period);
 	InitDirtySnapshot(dirty);
 	scan = systable_beginscan_ordered(rel, index, &dirty, 2, keys);
-	while ((tuple = systable_getnext_ordered(scan, BackwardScanDirection)) != NULL &&
-		   held_row(rel, tuple, &dirty, &held))
-		fn(&held, arg);
+	while ((tuple = systable_getnext_ordered(scan, BackwardScanDirection)) != NULL)
+	{
+		if (held_row(rel, tuple, &dirty, &held))
+			fn(&held, arg);
+		else if (!XidInMVCCSnapshot(HeapTupleHeaderGetRawXmin(tuple->t_data), snapshot))
+			break;
+	}
 	systable_endscan_ordered(scan);
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);
@@ -773,6 +787,8 @@ take_in_period(const InvoiceSeries *series, TimestampTz clock, char *period,
 		series_period(series, when, period, &period_end);
 		if (!alloc_take(series, period, period_end, clock, taken))
 		{
+			/* a later period: its end is later still, so this ends */
+			Assert(taken->at >= period_end);
 			when = taken->at;
 			continue;
 		}
@@ -1156,7 +1172,7 @@ ledger_transition(FunctionCallInfo fcinfo, Transition kind)
 	char	   *caller;
 	char	   *period;
 	char	   *label;
-	TimestampTz now = invoice_seq_now();
+	TimestampTz now;
 	Oid			save_userid;
 	int			save_sec_context;
 
@@ -1181,9 +1197,11 @@ ledger_transition(FunctionCallInfo fcinfo, Transition kind)
 				 errhint("Only a number returned by reserve_invoice_no can be %s.",
 						 kind == TRANSITION_CONFIRM ? "confirmed" : "voided")));
 
-	/* a closed period has nothing reserved; refuse even harmless retries */
-	if (locked.status != ENTRY_RESERVED &&
-		invoice_seq_period_closed(series.id, period))
+	/* the time of the transition: after any wait for the entry's row */
+	now = invoice_seq_now();
+
+	/* a closed period's record is final; refuse even harmless retries */
+	if (invoice_seq_period_closed(series.id, period))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot %s %s: its period is closed", transition_verb(kind), label)));

@@ -11,6 +11,7 @@
 #define INVOICE_SEQ_LEDGER_H
 
 #include "fmgr.h"
+#include "utils/snapshot.h"
 
 #include "invoice_seq.h"
 
@@ -31,7 +32,7 @@ typedef void (*HeldNumberFn) (const HeldNumber *held, void *arg);
 extern bool ledger_held(int32 series_id, const char *period, int64 invoice_no,
 						HeldNumber *held);
 extern void ledger_held_at_top(int32 series_id, const char *period,
-							   HeldNumberFn fn, void *arg);
+							   Snapshot snapshot, HeldNumberFn fn, void *arg);
 extern void ledger_lock_tables(void);
 extern bool ledger_find_key(const InvoiceSeries *series, const char *key,
 							ReservedNumber *result, TransactionId *busy);

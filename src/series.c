@@ -429,6 +429,73 @@ series_calendar(const InvoiceSeries *series, TimestampTz ts, struct pg_tm *tm)
 				 errmsg("timestamp out of range")));
 }
 
+/* The period of ts alone, in "period". */
+static void
+period_of(const InvoiceSeries *series, TimestampTz ts, char *period)
+{
+	struct pg_tm tm;
+
+	if (series->reset == SERIES_RESET_NEVER)
+	{
+		period[0] = '\0';
+		return;
+	}
+	series_calendar(series, ts, &tm);
+	if (series->reset == SERIES_RESET_YEARLY)
+		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d", tm.tm_year);
+	else
+		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d-%02d", tm.tm_year, tm.tm_mon);
+}
+
+/* Does ts fall in "period"? */
+static bool
+in_period(const InvoiceSeries *series, TimestampTz ts, const char *period)
+{
+	char		p[ISEQ_MAX_PERIOD + 1];
+
+	period_of(series, ts, p);
+	return strcmp(p, period) == 0;
+}
+
+#define QUARTER_HOUR	(15 * 60 * USECS_PER_SEC)
+
+/*
+ * The first instant of the period after "period", whose calendar time in
+ * the series' time zone is tm: midnight of the first day of the next year
+ * or month.  A clock that falls back at that midnight makes it occur twice
+ * (the first is the end), one that springs forward skips it; local times
+ * are resolved by DetermineTimeZoneOffset, and then the end is moved by
+ * quarters of an hour until the instant before it is in "period" and the
+ * instant itself is not (shifts are whole quarters of an hour).
+ */
+static TimestampTz
+period_end_after(const InvoiceSeries *series, struct pg_tm *tm, const char *period)
+{
+	TimestampTz end;
+	int			tzoff;
+
+	if (series->reset == SERIES_RESET_MONTHLY && tm->tm_mon < 12)
+		tm->tm_mon++;
+	else
+	{
+		tm->tm_year++;
+		tm->tm_mon = 1;
+	}
+	tm->tm_mday = 1;
+	tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
+	tzoff = DetermineTimeZoneOffset(tm, series_tz(series->time_zone, series->name));
+	if (tm2timestamp(tm, 0, &tzoff, &end) != 0)
+	{
+		TIMESTAMP_NOEND(end);
+		return end;
+	}
+	while (in_period(series, end, period))
+		end += QUARTER_HOUR;
+	while (!in_period(series, end - QUARTER_HOUR, period))
+		end -= QUARTER_HOUR;
+	return end;
+}
+
 /*
  * The period in which a number taken at ts counts: '' for a series that
  * never resets, else the year ('2026') or the month ('2026-11') in the
@@ -440,37 +507,17 @@ series_period(const InvoiceSeries *series, TimestampTz ts, char *period,
 			  TimestampTz *period_end)
 {
 	struct pg_tm tm;
-	int			tzoff;
 
-	if (period_end)
-		TIMESTAMP_NOEND(*period_end);
-	if (series->reset == SERIES_RESET_NEVER)
-	{
-		period[0] = '\0';
-		return;
-	}
-
-	series_calendar(series, ts, &tm);
-	if (series->reset == SERIES_RESET_YEARLY)
-		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d", tm.tm_year);
-	else
-		snprintf(period, ISEQ_MAX_PERIOD + 1, "%04d-%02d", tm.tm_year, tm.tm_mon);
+	period_of(series, ts, period);
 	if (period_end == NULL)
 		return;
-
-	/* midnight of the first day of the next year, or month */
-	if (series->reset == SERIES_RESET_MONTHLY && tm.tm_mon < 12)
-		tm.tm_mon++;
-	else
+	if (series->reset == SERIES_RESET_NEVER)
 	{
-		tm.tm_year++;
-		tm.tm_mon = 1;
-	}
-	tm.tm_mday = 1;
-	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-	tzoff = DetermineTimeZoneOffset(&tm, series_tz(series->time_zone, series->name));
-	if (tm2timestamp(&tm, 0, &tzoff, period_end) != 0)
 		TIMESTAMP_NOEND(*period_end);
+		return;
+	}
+	series_calendar(series, ts, &tm);
+	*period_end = period_end_after(series, &tm, period);
 }
 
 /*
@@ -721,6 +768,28 @@ series_get(const char *name, InvoiceSeries *series)
 				 errmsg("invoice series \"%s\" does not exist", name)));
 }
 
+/*
+ * Take the series lock exclusively (alter_series, drop_series,
+ * close_period), then read the series again and check the caller's rights
+ * again: a change that committed while we waited for the lock (of its
+ * owner, say) counts.  With manage, the caller must be allowed to manage
+ * the series, else to use it.
+ */
+void
+series_lock_and_reread(InvoiceSeries *series, Oid roleid, bool manage)
+{
+	series_lock(series->id);
+	if (!series_lookup_by_id(series->id, series))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invoice series \"%s\" does not exist", series->name),
+				 errdetail("It was dropped while the request waited.")));
+	if (manage)
+		check_may_own(roleid, series->owner, series->name);
+	else
+		series_check_member(series, roleid);
+}
+
 /* Insert a new series' definition, as the extension's owner. */
 static void
 insert_series(const SeriesSettings *settings, SeriesPreset preset, int64 start_at,
@@ -886,9 +955,9 @@ invoice_seq_alter_series(PG_FUNCTION_ARGS)
 
 	series_get(name, &series);
 	check_may_own(save_userid, series.owner, series.name);
+	series_lock_and_reread(&series, save_userid, true);
 	preset_check_alter(&series, !PG_ARGISNULL(1),
 					   !PG_ARGISNULL(3) && !PG_GETARG_BOOL(3));
-	series_lock(series.id);
 	count_change_at_commit();
 
 	values[0] = Int32GetDatum(series.id);
@@ -966,7 +1035,7 @@ invoice_seq_drop_series(PG_FUNCTION_ARGS)
 
 	series_get(name, &series);
 	check_may_own(save_userid, series.owner, series.name);
-	series_lock(series.id);
+	series_lock_and_reread(&series, save_userid, true);
 	count_change_at_commit();
 	arg = Int32GetDatum(series.id);
 
