@@ -63,6 +63,7 @@ use List::Util qw(max min);
 use POSIX qw(strftime);
 use Test::More;
 use Time::HiRes qw(time sleep);
+use Time::Local ();
 
 # A statement that runs longer than this is a hang (a livelock, or a wait
 # nobody ends).  The longest legitimate wait is a lock held by a session
@@ -156,6 +157,8 @@ sub setup
 		SELECT invoice_seq.create_series('Y', reset => 'yearly', format => 'Y{YYYY}-{n}',
 		                                 chronological => false, stale_after => '2 seconds');
 		SELECT invoice_seq.create_series('T', owner => 'rnd_tenant_a', stale_after => '2 seconds');
+		-- a series with a history, for the audits to read while holders commit
+		SELECT invoice_seq.create_series('B', stale_after => '2 seconds');
 		-- the application's code that numbers, and shows the number
 		CREATE FUNCTION take_no(s text, k text) RETURNS bigint LANGUAGE plpgsql
 		AS $$BEGIN RETURN invoice_seq.reserve_invoice_no(s, k); END$$;
@@ -189,11 +192,17 @@ sub setup
 		CREATE TRIGGER number_order BEFORE INSERT ON app_order
 		    FOR EACH ROW EXECUTE FUNCTION number_order();
 	});
+	$node->safe_psql('postgres', q{
+		SET invoice_seq.test_clock = '2024-01-01 00:00+00';
+		INSERT INTO app_invoice SELECT 'B', '', invoice_seq.next_invoice_no('B'), 'one-step'
+		FROM generate_series(1, 50000);
+	});
 	$self->{series} = {
 		N => { reset => 'never',   chronological => 1 },
 		M => { reset => 'monthly', chronological => 1 },
 		Y => { reset => 'yearly',  chronological => 0 },
 		T => { reset => 'never',   chronological => 1, tenant => 1 },
+		B => { reset => 'never',   chronological => 1 },
 	};
 	# the test clock starts at the beginning of 2024 and only moves on
 	$self->{clock} = 1704067200 + 3600 * 9;
@@ -278,7 +287,11 @@ sub finish_step
 
 	$op->{notices} = [ @{ $op->{notices} // [] }, @{ $s->{notices} // [] } ];
 	$self->note_shown($s->{notices});
-	if (defined $rows)
+	if (defined $rows && !@$rows && $step->{ok} && $self->{faulted} && !$s->{dbh}->ping)
+	{
+		$verdict = 'lost';
+	}
+	elsif (defined $rows)
 	{
 		$verdict = $step->{ok} ? $step->{ok}->($rows) : 'next';
 	}
@@ -420,9 +433,11 @@ sub closed_now
 # (40P01, also the one the sequencer cannot see), a closed period.
 sub numbering_error
 {
-	my ($self, $series, $state, $err) = @_;
+	my ($self, $series, $state, $err, $period) = @_;
+	my $id = $series . "\t" . ($period // $self->period_now($series));
 	return 'abort' if $state eq '40P01';
-	return 'abort' if $state eq '55000' && $err =~ /is closed/ && $self->closed_now($series);
+	return 'abort' if $state eq '55000' && $err =~ /is closed/
+	  && (exists $self->{closed}->{$id} || $self->{closing}->{$id});
 	return 'abort' if $state eq '55000' && $err =~ /belongs to voided/;
 	return undef;
 }
@@ -495,12 +510,13 @@ sub op_reserve
 # returned are remembered: they must survive any fault.
 sub op_one_step
 {
-	my ($self, $s, $series) = @_;
+	my ($self, $s, $series, $mode) = @_;
 	my $qs = sql_quote($series);
 	my $insert = "INSERT INTO app_invoice SELECT series, period, invoice_no, 'one-step'"
 	  . " FROM invoice_seq.next_invoice($qs) RETURNING no, period";
 	my $error = sub { my ($st, $e) = @_; return $self->numbering_error($series, $st, $e); };
-	my $how = _pick($s->{rng}, auto => 3, commit => 2, rollback => 2, savepoint => 1, async => 1, hold => 1);
+	my $how = $mode // _pick($s->{rng}, auto => 3, commit => 2, rollback => 2, savepoint => 1,
+		async => 1, hold => 1, late => 2);
 	my @taken;
 	my $take = sub {
 		my ($rows) = @_;
@@ -524,10 +540,14 @@ sub op_one_step
 	}
 	else
 	{
-		my $hold = $how eq 'hold' ? STALE_AFTER + 1.5 : $s->{rng}->() * MAX_SLEEP;
+		my $hold = $how eq 'hold' ? STALE_AFTER + 1.5
+		  : $how eq 'straddle' ? 1 + 2 * $s->{rng}->() : $s->{rng}->() * MAX_SLEEP;
+		$how = $s->{rng}->() < 0.6 ? 'rollback' : 'commit' if $how eq 'straddle';
 		@script = ({ sql => 'BEGIN' });
 		# commits that do not wait for the WAL flush, before a crash
 		push @script, { sql => 'SET LOCAL synchronous_commit = off' } if $how eq 'async';
+		# a transaction that numbers late, after other work
+		push @script, { sleep => $s->{rng}->() * 2 * MAX_SLEEP } if $how eq 'late';
 		push @script, { sql => $insert, error => $error, ok => $take }, { sleep => $hold },
 		  $how eq 'rollback' ? { sql => 'ROLLBACK' } : { sql => 'COMMIT', ok => $committed };
 	}
@@ -541,7 +561,9 @@ sub op_known_key
 	my ($self, $s, $series) = @_;
 	my @known = sort grep { /^\Q$series\E\t/ && $self->{keys}->{$_}->{state} ne 'lost' } keys %{ $self->{keys} };
 	return $self->op_reserve($s, $series) unless @known;
-	my $id = $known[ int($s->{rng}->() * @known) ];
+	my @hot = sort grep { /^\Q$series\E\t/ } keys %{ $self->{hot} // {} };
+	my $id = (@hot && $s->{rng}->() < 0.5) ? $hot[ int($s->{rng}->() * @hot) ]
+	  : $known[ int($s->{rng}->() * @known) ];
 	my $entry = $self->{keys}->{$id};
 	my (undef, $k) = split /\t/, $id;
 	my $qs = sql_quote($series);
@@ -574,7 +596,9 @@ sub op_known_key
 	  ? "INSERT INTO app_invoice SELECT $qs, $period, invoice_seq.confirm_invoice_no($qs, $entry->{number},"
 	  . " 'ext-$k', $period), 'confirm' ON CONFLICT DO NOTHING"
 	  : "SELECT invoice_seq.void_invoice_no($qs, $entry->{number}, 'rejected', $period)";
-	my $held = $s->{rng}->() < 0.5;
+	# the row stays locked while the transaction sleeps; now and then
+	# longer than the sequencer's lock_timeout
+	my $hold = $s->{rng}->() < 0.5 ? 0 : $s->{rng}->() < 0.2 ? 1.5 : $s->{rng}->() * MAX_SLEEP;
 	my @script = ({ sql => 'BEGIN' },
 		{ sql => $sql,
 		  error => sub {
@@ -583,9 +607,11 @@ sub op_known_key
 			  return 'abort' if $st eq '55000' && $e =~ /chronological|voided|is issued|closed/;
 			  return $error->($st, $e);
 		  } },
-		{ sleep => $held ? $s->{rng}->() * MAX_SLEEP : 0 },
+		{ sql => 'SELECT 1', ok => sub { $self->{hot}->{$id} = 1; 'next' } },
+		{ sleep => $hold },
 		{ sql => 'COMMIT', ok => sub { $entry->{state} = $what eq 'confirm' ? 'issued' : 'voided'; 'next' } });
-	return { name => "$what $series $k", script => \@script };
+	return { name => "$what $series $k", script => \@script,
+		done => sub { delete $self->{hot}->{$id}; } };
 }
 
 # The period of a key's number, as the ledger says.
@@ -626,10 +652,10 @@ sub op_alter
 {
 	my ($self, $s, $series) = @_;
 	my $qs = sql_quote($series);
-	my $minutes = 1 + int($s->{rng}->() * 10);
+	# the same stale_after as before: a change the model need not follow
 	return { name => "alter_series $series", script => [
 		{ sql => 'BEGIN' },
-		{ sql => "SELECT invoice_seq.alter_series($qs, stale_after => '$minutes minutes')",
+		{ sql => "SELECT invoice_seq.alter_series($qs, stale_after => '" . STALE_AFTER . " seconds')",
 		  error => sub { $_[0] eq '40P01' ? 'abort' : undef } },
 		{ sleep => $s->{rng}->() * MAX_SLEEP },
 		{ sql => $s->{rng}->() < 0.7 ? 'ROLLBACK' : 'COMMIT' } ] };
@@ -684,7 +710,8 @@ sub op_tenant
 	my $in_block = $s->{rng}->() < 0.5;
 	my $judge = sub {
 		my ($got) = @_;
-		if ($locked && $change->{to} eq 'b' && ($change->{ended} // '') eq 'committed')
+		if ($locked && $change->{to} eq 'b' && ($change->{ended} // '') eq 'committed'
+			&& ($self->{owner_epoch} // 0) <= $epoch + 1)
 		{
 			$self->fail_check("tenant a got number $got of T, which was given to tenant b while it waited")
 			  if defined $got;
@@ -728,13 +755,13 @@ sub op_close
 		  ok => sub { @voided = map { $_->[0] } @{ $_[0] }; 'next' } },
 		{ sql => "SELECT count(invoice_seq.void_invoice_no('$series', invoice_no, 'reconciled', '$period'))"
 			. " FROM invoice_seq.ledger WHERE series = '$series' AND period = '$period' AND status = 'reserved'",
-		  # a confirm or a void that committed since the list was read
-		  error => sub { $_[0] eq '40P01' || ($_[0] eq '55000' && $_[1] =~ /is issued|is voided/) ? 'abort' : undef } },
+		  # a confirm, a void or another closing that committed since
+		  error => sub { $_[0] eq '40P01' || ($_[0] eq '55000' && $_[1] =~ /is issued|is voided|is closed/) ? 'abort' : undef } },
 		{ sql => "SELECT last_no FROM invoice_seq.close_period('$series', '$period', 'random close')",
 		  ok => sub { $last = $_[0]->[0]->[0] // 0; $self->{closing}->{$id} = 1; 'next' },
 		  error => sub {
 			  my ($st, $e) = @_;
-			  return 'abort' if $st eq '40P01' || ($st eq '55000' && $e =~ /reserved/);
+			  return 'abort' if $st eq '40P01' || ($st eq '55000' && $e =~ /reserved|already closed/);
 			  return undef;
 		  } },
 		{ sql => 'SAVEPOINT after_close' },
@@ -765,7 +792,8 @@ sub op_close
 sub op_audit
 {
 	my ($self, $s) = @_;
-	my $series = (sort keys %{ $self->{series} })[ int($s->{rng}->() * 4) ];
+	my @audited = ((grep { !/^D/ } sort keys %{ $self->{series} }), 'B', 'B');
+	my $series = $self->{midnight} // $audited[ int($s->{rng}->() * @audited) ];
 	my $started;
 	my @held_before;
 	return { name => "check_series $series", script => [
@@ -803,6 +831,45 @@ sub op_audit
 		  } } ] };
 }
 
+# A one-step number of M in an earlier month, at the last second of that
+# month (so that it is never dated before a number of that month), with a
+# hole below a reservation that the sequencer commits, now and then: the
+# allocator reads many periods, evicts, and sweeps old months.
+sub op_backdated
+{
+	my ($self, $s) = @_;
+	my @t = gmtime($self->{clock});
+	my ($y, $m) = ($t[5] + 1900, $t[4] + 1 - 1 - int($s->{rng}->() * 24));
+	while ($m < 1) { $m += 12; $y--; }
+	my $period = sprintf('%04d-%02d', $y, $m);
+	my $end = Time::Local::timegm(0, 0, 0, 1, $m == 12 ? 0 : $m, $m == 12 ? $y + 1 : $y) - 1;
+	my $clock = strftime('%Y-%m-%d %H:%M:%S+00', gmtime($end));
+	my $error = sub { my ($st, $e) = @_; return $self->numbering_error('M', $st, $e, $period); };
+	my $insert = "INSERT INTO app_invoice SELECT series, period, invoice_no, 'one-step'"
+	  . " FROM invoice_seq.next_invoice('M') RETURNING no, period";
+	my @taken;
+	my $hole = $s->{rng}->() < 0.5;
+	return { name => "one-step of M in $period", script => [
+		{ sql => 'BEGIN' },
+		{ sql => "SET LOCAL invoice_seq.test_clock = '$clock'" },
+		{ sql => $insert, error => $error,
+		  ok => sub { push @taken, [ 'M', $_[0]->[0]->[1], $_[0]->[0]->[0] ]; 'next' } },
+		$hole ? { sql => "SELECT invoice_seq.reserve_invoice_no('M')", error => $error }
+		  : { sql => 'SELECT 1' },
+		$hole || $s->{rng}->() < 0.3 ? { sql => 'ROLLBACK' }
+		  : { sql => 'COMMIT', ok => sub { push @{ $self->{committed} }, @taken; 'next' } } ] };
+}
+
+# A one-step number held across the round's clock move (see run_round),
+# then committed or rolled back.
+sub op_straddle
+{
+	my ($self, $s, $series) = @_;
+	my $op = $self->op_one_step($s, $series, 'straddle');
+	$op->{straddle} = 1;
+	return $op;
+}
+
 # One operation for an idle session.
 sub next_op
 {
@@ -813,9 +880,16 @@ sub next_op
 	}
 	my @series = $self->{midnight} ? ($self->{midnight}) : qw(N M Y T);
 	my $series = $series[ int($s->{rng}->() * @series) ];
+	# an asynchronous round numbers in one step only: nothing forces a flush
+	return $self->op_one_step($s, $series, $s->{rng}->() < 0.5 ? 'auto' : 'commit')
+	  if $self->{async};
 	my $kind = _pick($s->{rng}, one_step => 6, reserve => 6, known => 5, mixed => 1,
-		alter => 1, owner => 1, close => 0.5, audit => 1.5);
-	$kind = 'one_step' if $self->{midnight} && $kind =~ /owner|close/;
+		alter => 1, owner => 1, close => 0.5, audit => 1.5, big => 1, backdated => 1,
+		straddle => $self->{jump_at} ? 1 : 0);
+	$kind = 'one_step' if $self->{midnight} && $kind =~ /owner|close|big|backdated/;
+	return $self->op_one_step($s, 'B', $s->{rng}->() < 0.5 ? 'commit' : 'auto') if $kind eq 'big';
+	return $self->op_backdated($s) if $kind eq 'backdated';
+	return $self->op_straddle($s, $series) if $kind eq 'straddle';
 	return $self->op_one_step($s, $series) if $kind eq 'one_step';
 	return $self->op_reserve($s, $series) if $kind eq 'reserve';
 	return $self->op_known_key($s, $series) if $kind eq 'known';
@@ -878,9 +952,18 @@ sub set_clock
 		local $SIG{__WARN__} = sub { };
 		$s->{dbh}->do('ROLLBACK');
 	}
-	my $sql = $self->{midnight} ? 'RESET invoice_seq.test_clock'
-	  : "SET invoice_seq.test_clock = '" . strftime('%Y-%m-%d %H:%M:%S+00', gmtime($self->{clock})) . "'";
-	$s->{dbh}->do($sql) or die $s->{dbh}->errstr if $s->{role} ne 'rnd_app_a';
+	my @sql = ('SET synchronous_commit = ' . ($self->{async} ? 'off' : 'on'));
+	push @sql, $self->{midnight} ? 'RESET invoice_seq.test_clock'
+	  : "SET invoice_seq.test_clock = '" . strftime('%Y-%m-%d %H:%M:%S+00', gmtime($self->{clock})) . "'"
+	  if $s->{role} ne 'rnd_app_a';
+	for my $sql (@sql)
+	{
+		next if $s->{dbh}->do($sql);
+		# the connection died after it was last seen alive (a crash)
+		$self->connect_session($s);
+		$s->{dbh}->do($sql) or die $s->{dbh}->errstr;
+	}
+	$s->{clock_of} = $self->{clock_version};
 	return;
 }
 
@@ -888,7 +971,8 @@ sub set_clock
 sub strike
 {
 	my ($self, $rng) = @_;
-	my $fault = _pick($rng, none => 5, terminate => 2, kill_backend => 1, kill_sequencer => 1, restart => 1);
+	my $fault = $self->{async} ? _pick($rng, kill_backend => 1, restart => 1)
+	  : _pick($rng, none => 5, terminate => 2, kill_backend => 1, kill_sequencer => 1, restart => 1);
 	my $node = $self->{node};
 	my $dbh = $self->admin_dbh;
 	return 'none' if $fault eq 'none';
@@ -916,13 +1000,51 @@ sub strike
 	return $fault;
 }
 
+# Start the next operation of an idle session.
+sub start_op
+{
+	my ($self, $s, $op) = @_;
+	$self->set_clock($s) if ($s->{clock_of} // -1) != $self->{clock_version};
+	$s->{op} = $op // $self->next_op($s);
+	$s->{script} = $s->{op}->{script};
+	$s->{step} = 0;
+	$self->start_step($s);
+	return;
+}
+
+# The kind of a round, and its clock; see move_clock.
+sub plan_round
+{
+	my ($self, $rng, $seconds) = @_;
+	my $clock = $self->move_clock($rng);
+	$self->{clock_version}++;
+	$self->{async} = !$self->{midnight} && $rng->() < 0.15;
+	$self->{jump_at} = !$self->{midnight} && !$self->{async} && $rng->() < 0.5
+	  ? time + $seconds * (0.3 + 0.3 * $rng->()) : undef;
+	$clock .= ', asynchronous commits' if $self->{async};
+	$clock .= ', a clock move in the middle' if $self->{jump_at};
+	return $clock;
+}
+
+# In the middle of a round: once every session is idle, or holds a number
+# across the move (op_straddle), move the test clock on by a day.
+sub jump_clock
+{
+	my ($self, @sessions) = @_;
+	return 0 if grep { $_->{busy} && !($_->{op} && $_->{op}->{straddle} && $_->{busy} eq 'sleep') } @sessions;
+	$self->{clock} += 86400 + 3600;
+	$self->{clock_version}++;
+	$self->{jump_at} = undef;
+	return 1;
+}
+
 sub run_round
 {
 	my ($self, $seconds) = @_;
 	$self->{round}++;
 	$self->{round_failures} = $self->{failures};
 	my $rng = _rng($self->{seed} * 7919 + $self->{round});
-	my $clock = $self->move_clock($rng);
+	my $clock = $self->plan_round($rng, $seconds);
 	$self->{faulted} = 0;
 	my @sessions = $self->sessions;
 	for my $s (@sessions)
@@ -931,9 +1053,10 @@ sub run_round
 		$self->set_clock($s);
 	}
 	my $end = $self->{midnight} ? $self->{midnight_at} + 4 : time + $seconds;
-	my $fault_at = time + $rng->() * ($end - time);
-	my $fault = 'none';
 	my $fault_rng = _rng($self->{seed} * 104729 + $self->{round});
+	# after the clock move, if there is one: a restart then reads the holes
+	my $fault_at = max($self->{jump_at} // 0, time + $rng->() * ($end - time));
+	my $fault = 'none';
 	my $admin_at = $self->{midnight} ? $self->{midnight_at} - 2 : undef;
 	local $SIG{__WARN__} = sub {
 		my ($msg) = @_;
@@ -941,27 +1064,24 @@ sub run_round
 	};
 	while (time < $end || grep { $_->{busy} } @sessions)
 	{
-		my $starting = time < $end;
+		my $jumping = $self->{jump_at} && time >= $self->{jump_at};
+		$jumping = 0 if $jumping && $self->jump_clock(@sessions);
 		for my $s (@sessions)
 		{
 			next if $self->poll_session($s);
-			next unless $starting && $s->{dbh};
+			next unless time < $end && !$jumping && $s->{dbh};
+			my $op;
 			if ($admin_at && time >= $admin_at && !$s->{tenant})
 			{
 				# an administrator holds the midnight series across its midnight
 				$admin_at = undef;
-				$s->{op} = { name => "alter_series $self->{midnight} across midnight", script => [
+				$op = { name => "alter_series $self->{midnight} across midnight", script => [
 					{ sql => 'BEGIN' },
-					{ sql => "SELECT invoice_seq.alter_series('$self->{midnight}', stale_after => '1 day')" },
+					{ sql => "SELECT invoice_seq.alter_series('$self->{midnight}', stale_after => '"
+						  . STALE_AFTER . " seconds')" },
 					{ sleep => 3.5 }, { sql => 'COMMIT' } ] };
 			}
-			else
-			{
-				$s->{op} = $self->next_op($s);
-			}
-			$s->{script} = $s->{op}->{script};
-			$s->{step} = 0;
-			$self->start_step($s);
+			$self->start_op($s, $op);
 		}
 		if ($fault eq 'none' && time >= $fault_at && !$self->{midnight})
 		{
@@ -970,6 +1090,7 @@ sub run_round
 		}
 		sleep(0.005);
 	}
+	$self->{jump_at} = undef;
 	return ($clock, $fault);
 }
 
@@ -1151,7 +1272,7 @@ sub run
 	$self->setup;
 	while (time < $deadline)
 	{
-		my ($clock, $fault) = $self->run_round($opts{round_seconds} // 4);
+		my ($clock, $fault) = $self->run_round($opts{round_seconds} // 6);
 		$self->check_round($clock, $fault);
 	}
 	diag sprintf('random checker: seed %s, %d rounds, %d statements, %d problems', $self->{seed},
