@@ -589,7 +589,7 @@ series_lock_tag(LOCKTAG *tag, int32 series_id)
  * drop_series hold it in ExclusiveLock, which waits for every transaction
  * that holds a number of the series and keeps new ones out.
  */
-void
+static void
 series_lock(int32 series_id)
 {
 	LOCKTAG		tag;

@@ -41,7 +41,6 @@ extern void series_get(const char *name, InvoiceSeries *series);
 extern void series_check_name(const char *name);
 extern void series_check_member(const InvoiceSeries *series, Oid roleid);
 extern void series_lock_tag(LOCKTAG *tag, int32 series_id);
-extern void series_lock(int32 series_id);
 extern void series_lock_and_reread(InvoiceSeries *series, Oid roleid,
 								   bool manage);
 extern bool series_lock_for_numbering(int32 series_id);
