@@ -331,6 +331,9 @@ sub finish_step
 		local $SIG{__WARN__} = sub { };
 		$s->{dbh}->do('ROLLBACK');
 	}
+	# what ran to its end, by kind, for the run's summary
+	my ($kind) = $op->{name} =~ /^(\S+(?: \(\w+\))?)/;
+	$self->{completed}->{$kind}++ if $verdict eq 'next';
 	$op->{done}->($op, $verdict) if $op->{done};
 	$s->{op} = undef;
 	return;
@@ -439,6 +442,8 @@ sub numbering_error
 	return 'abort' if $state eq '55000' && $err =~ /is closed/
 	  && (exists $self->{closed}->{$id} || $self->{closing}->{$id});
 	return 'abort' if $state eq '55000' && $err =~ /belongs to voided/;
+	# a series whose drop_series() returned, in a transaction that may commit
+	return 'abort' if $state eq '42704' && $self->{series}->{$series}->{dropping};
 	return undef;
 }
 
@@ -562,12 +567,13 @@ sub op_known_key
 	my @known = sort grep { /^\Q$series\E\t/ && $self->{keys}->{$_}->{state} ne 'lost' } keys %{ $self->{keys} };
 	return $self->op_reserve($s, $series) unless @known;
 	my @hot = sort grep { /^\Q$series\E\t/ } keys %{ $self->{hot} // {} };
-	my $id = (@hot && $s->{rng}->() < 0.5) ? $hot[ int($s->{rng}->() * @hot) ]
-	  : $known[ int($s->{rng}->() * @known) ];
+	my $hot = @hot && $s->{rng}->() < 0.5;
+	my $id = $hot ? $hot[ int($s->{rng}->() * @hot) ] : $known[ int($s->{rng}->() * @known) ];
 	my $entry = $self->{keys}->{$id};
 	my (undef, $k) = split /\t/, $id;
 	my $qs = sql_quote($series);
-	my $what = _pick($s->{rng}, confirm => 3, void => 1, retry => 2);
+	# a key being confirmed is retried, as a client that lost the answer would
+	my $what = $hot ? 'retry' : _pick($s->{rng}, confirm => 3, void => 1, retry => 2);
 	my $error = sub { my ($st, $e) = @_; return $self->numbering_error($series, $st, $e); };
 	if ($what eq 'retry')
 	{
@@ -598,7 +604,7 @@ sub op_known_key
 	  : "SELECT invoice_seq.void_invoice_no($qs, $entry->{number}, 'rejected', $period)";
 	# the row stays locked while the transaction sleeps; now and then
 	# longer than the sequencer's lock_timeout
-	my $hold = $s->{rng}->() < 0.5 ? 0 : $s->{rng}->() < 0.2 ? 1.5 : $s->{rng}->() * MAX_SLEEP;
+	my $hold = $s->{rng}->() < 0.4 ? 0 : $s->{rng}->() < 0.3 ? 1.5 : $s->{rng}->() * MAX_SLEEP;
 	my @script = ({ sql => 'BEGIN' },
 		{ sql => $sql,
 		  error => sub {
@@ -656,7 +662,8 @@ sub op_alter
 	return { name => "alter_series $series", script => [
 		{ sql => 'BEGIN' },
 		{ sql => "SELECT invoice_seq.alter_series($qs, stale_after => '" . STALE_AFTER . " seconds')",
-		  error => sub { $_[0] eq '40P01' ? 'abort' : undef } },
+		  error => sub { $_[0] eq '40P01' || ($_[0] eq '42704' && $self->{series}->{$series}->{dropping})
+			  ? 'abort' : undef } },
 		{ sleep => $s->{rng}->() * MAX_SLEEP },
 		{ sql => $s->{rng}->() < 0.7 ? 'ROLLBACK' : 'COMMIT' } ] };
 }
@@ -708,21 +715,12 @@ sub op_tenant
 	my $epoch = $self->{owner_epoch} // 0;
 	my $k = $self->new_key;
 	my $in_block = $s->{rng}->() < 0.5;
+	# judged at the end of the round, once every change has ended
 	my $judge = sub {
 		my ($got) = @_;
-		if ($locked && $change->{to} eq 'b' && ($change->{ended} // '') eq 'committed'
-			&& ($self->{owner_epoch} // 0) <= $epoch + 1)
-		{
-			$self->fail_check("tenant a got number $got of T, which was given to tenant b while it waited")
-			  if defined $got;
-		}
-		elsif (!$change && ($self->{owner_epoch} // 0) == $epoch)
-		{
-			$self->fail_check("tenant a got number $got of T, which tenant b owns")
-			  if defined $got && $owner eq 'b';
-			$self->fail_check('tenant a was refused series T, which it owns')
-			  if !defined $got && $owner eq 'a';
-		}
+		push @{ $self->{tenant_results} }, { change => $change, locked => $locked,
+			owner => $owner, epoch => $epoch, epoch_done => $self->{owner_epoch} // 0,
+			got => $got };
 	};
 	my @script = ({ sql => "SELECT invoice_seq.reserve_invoice_no('T', '$k')",
 		ok => sub { $judge->($_[0]->[0]->[0]); $self->saw_key('T', $k, $_[0]->[0]->[0], 'tenant'); 'next' },
@@ -734,6 +732,31 @@ sub op_tenant
 	unshift @script, { sql => 'BEGIN' } if $in_block;
 	push @script, { sql => 'COMMIT' } if $in_block;
 	return { name => "tenant a reserves in T $k", script => \@script };
+}
+
+# The tenant's answers, judged once every change of T has ended.
+sub judge_tenant
+{
+	my ($self) = @_;
+	for my $r (@{ $self->{tenant_results} // [] })
+	{
+		my ($change, $got) = ($r->{change}, $r->{got});
+		if ($r->{locked} && $change->{to} eq 'b' && ($change->{ended} // '') eq 'committed'
+			&& $r->{epoch_done} <= $r->{epoch} + 1)
+		{
+			$self->fail_check("tenant a got number $got of T, which was given to tenant b while it waited")
+			  if defined $got;
+		}
+		elsif (!$change && $r->{epoch_done} == $r->{epoch})
+		{
+			$self->fail_check("tenant a got number $got of T, which tenant b owns")
+			  if defined $got && $r->{owner} eq 'b';
+			$self->fail_check('tenant a was refused series T, which it owns')
+			  if !defined $got && $r->{owner} eq 'a';
+		}
+	}
+	$self->{tenant_results} = [];
+	return;
 }
 
 # Close a period of M or Y: reconcile its reservations first, then close,
@@ -786,13 +809,50 @@ sub op_close
 		done => sub { delete $self->{closing}->{$id}; } };
 }
 
+# Drop a series made for this round while the others number in it, in a
+# transaction held a while: it may drop only a series that never handed
+# out a number, so every number a session got from it must still be in
+# the ledger (check_round), and once the drop commits nobody gets one.
+sub op_drop
+{
+	my ($self, $s) = @_;
+	my ($name) = grep { !$self->{series}->{$_}->{dropping} } @{ $self->{droppable} // [] };
+	return undef unless $name;
+	my $def = $self->{series}->{$name};
+	my $commit = $s->{rng}->() < 0.7;
+	$def->{dropping} = 1;
+	my $dropped = 0;
+	return { name => "drop_series $name", script => [
+		{ sql => 'BEGIN' },
+		{ sql => "SELECT invoice_seq.drop_series('$name')",
+		  ok => sub { $dropped = 1; 'next' },
+		  error => sub {
+			  my ($st, $e) = @_;
+			  return 'abort' if $st eq '40P01' || ($st eq '55000' && $e =~ /has handed out numbers/);
+			  return undef;
+		  } },
+		{ sleep => $s->{rng}->() * MAX_SLEEP },
+		{ sql => $commit ? 'COMMIT' : 'ROLLBACK',
+		  ok => sub { $self->{completed}->{'drop committed'}++, $def->{dropped} = 1 if $commit && $dropped; 'next' } } ],
+		done => sub {
+			if ($def->{dropped})
+			{
+				$self->{droppable} = [ grep { $_ ne $name } @{ $self->{droppable} } ];
+			}
+			else
+			{
+				$def->{dropping} = 0;
+			}
+		} };
+}
+
 # check_series() and verify_series() while the others run: a gap is a
 # problem (none is ever made while sessions run), and so is a number held
 # longer than stale_after that is not reported.
 sub op_audit
 {
 	my ($self, $s) = @_;
-	my @audited = ((grep { !/^D/ } sort keys %{ $self->{series} }), 'B', 'B');
+	my @audited = ((grep { !/^[DX]/ } sort keys %{ $self->{series} }), 'B', 'B');
 	my $series = $self->{midnight} // $audited[ int($s->{rng}->() * @audited) ];
 	my $started;
 	my @held_before;
@@ -878,16 +938,30 @@ sub next_op
 	{
 		return $self->op_tenant($s);
 	}
-	my @series = $self->{midnight} ? ($self->{midnight}) : qw(N M Y T);
+	my @series = $self->{midnight} ? ($self->{midnight})
+	  : (qw(N M Y T), grep { !$self->{series}->{$_}->{dropped} } @{ $self->{droppable} // [] });
 	my $series = $series[ int($s->{rng}->() * @series) ];
-	# an asynchronous round numbers in one step only: nothing forces a flush
-	return $self->op_one_step($s, $series, $s->{rng}->() < 0.5 ? 'auto' : 'commit')
-	  if $self->{async};
+	# just before midnight, while the admin holds the series: numbers that
+	# wait from before midnight, and numbers asked for just after it
+	if ($self->{midnight} && time > $self->{midnight_at} - 1.6 && time < $self->{midnight_at})
+	{
+		my $op = $self->op_one_step($s, $series, 'late');
+		$op->{script}->[1] = { sleep => $s->{rng}->() < 0.5 ? 0 : $self->{midnight_at} + 0.2 - time };
+		return $op;
+	}
+	# an asynchronous round numbers in one step only, slowly: nothing but
+	# the WAL writer (every wal_writer_delay) flushes the WAL
+	if ($self->{async})
+	{
+		my $op = $self->op_one_step($s, $series, 'auto');
+		unshift @{ $op->{script} }, { sleep => $s->{rng}->() * MAX_SLEEP };
+		return $op;
+	}
 	my $kind = _pick($s->{rng}, one_step => 6, reserve => 6, known => 5, mixed => 1,
-		alter => 1, owner => 1, close => 0.5, audit => 1.5, big => 1, backdated => 1,
-		straddle => $self->{jump_at} ? 1 : 0);
-	$kind = 'one_step' if $self->{midnight} && $kind =~ /owner|close|big|backdated/;
-	return $self->op_one_step($s, 'B', $s->{rng}->() < 0.5 ? 'commit' : 'auto') if $kind eq 'big';
+		alter => 1, owner => 1, close => 0.5, drop => 0.5, audit => 1.5, big => 3, backdated => 1,
+		straddle => $self->{jump_at} ? 3 : 0);
+	$kind = 'one_step' if $self->{midnight} && $kind =~ /owner|close|drop|big|backdated/;
+	return $self->op_one_step($s, 'B', 'commit') if $kind eq 'big';
 	return $self->op_backdated($s) if $kind eq 'backdated';
 	return $self->op_straddle($s, $series) if $kind eq 'straddle';
 	return $self->op_one_step($s, $series) if $kind eq 'one_step';
@@ -897,6 +971,7 @@ sub next_op
 	return $self->op_alter($s, $series) if $kind eq 'alter';
 	return $self->op_owner_change($s) // $self->op_one_step($s, $series) if $kind eq 'owner';
 	return $self->op_close($s) // $self->op_one_step($s, $series) if $kind eq 'close';
+	return $self->op_drop($s) // $self->op_one_step($s, $series) if $kind eq 'drop';
 	return $self->op_audit($s);
 }
 
@@ -971,7 +1046,7 @@ sub set_clock
 sub strike
 {
 	my ($self, $rng) = @_;
-	my $fault = $self->{async} ? _pick($rng, kill_backend => 1, restart => 1)
+	my $fault = $self->{async} || $self->{jumped} ? _pick($rng, kill_backend => 1, restart => 1)
 	  : _pick($rng, none => 5, terminate => 2, kill_backend => 1, kill_sequencer => 1, restart => 1);
 	my $node = $self->{node};
 	my $dbh = $self->admin_dbh;
@@ -1021,6 +1096,15 @@ sub plan_round
 	$self->{async} = !$self->{midnight} && $rng->() < 0.15;
 	$self->{jump_at} = !$self->{midnight} && !$self->{async} && $rng->() < 0.5
 	  ? time + $seconds * (0.3 + 0.3 * $rng->()) : undef;
+	# a new series, which the sessions number in and may drop (op_drop)
+	if (!$self->{midnight} && (grep { !$self->{series}->{$_}->{dropped} } @{ $self->{droppable} // [] }) < 2)
+	{
+		my $name = 'X' . $self->{round};
+		$self->admin_dbh->do("SELECT invoice_seq.create_series('$name', stale_after => '"
+			  . STALE_AFTER . " seconds')") or die $self->admin_dbh->errstr;
+		$self->{series}->{$name} = { reset => 'never', chronological => 1 };
+		push @{ $self->{droppable} }, $name;
+	}
 	$clock .= ', asynchronous commits' if $self->{async};
 	$clock .= ', a clock move in the middle' if $self->{jump_at};
 	return $clock;
@@ -1035,6 +1119,7 @@ sub jump_clock
 	$self->{clock} += 86400 + 3600;
 	$self->{clock_version}++;
 	$self->{jump_at} = undef;
+	$self->{jumped} = 1;
 	return 1;
 }
 
@@ -1046,6 +1131,7 @@ sub run_round
 	my $rng = _rng($self->{seed} * 7919 + $self->{round});
 	my $clock = $self->plan_round($rng, $seconds);
 	$self->{faulted} = 0;
+	$self->{jumped} = 0;
 	my @sessions = $self->sessions;
 	for my $s (@sessions)
 	{
@@ -1054,8 +1140,11 @@ sub run_round
 	}
 	my $end = $self->{midnight} ? $self->{midnight_at} + 4 : time + $seconds;
 	my $fault_rng = _rng($self->{seed} * 104729 + $self->{round});
-	# after the clock move, if there is one: a restart then reads the holes
-	my $fault_at = max($self->{jump_at} // 0, time + $rng->() * ($end - time));
+	# after the clock move, if there is one, once the numbers held across it
+	# are given back: a restart then reads their holes
+	my $fault_at = $self->{jump_at} ? $self->{jump_at} + 2 + 2 * $rng->()
+	  : time + $rng->() * ($end - time);
+	$end = max($end, $fault_at + 2) if $self->{jump_at};
 	my $fault = 'none';
 	my $admin_at = $self->{midnight} ? $self->{midnight_at} - 2 : undef;
 	local $SIG{__WARN__} = sub {
@@ -1102,6 +1191,7 @@ sub check_round
 	my $dbh = $self->admin_dbh;
 	my $when = "round $self->{round} ($clock; fault: $fault)";
 	my $before = $self->{round_failures};
+	$self->judge_tenant;
 	InvoiceSeqTest::wait_for_sequencer($self->{node}) if $fault ne 'none';
 
 	# every key a client saw is that key's number in the ledger
@@ -1193,6 +1283,11 @@ sub check_round
 		}
 	}
 
+	# a dropped series left nothing behind
+	my ($orphans) = $dbh->selectrow_array(q{SELECT count(*) FROM invoice_seq.ledger_entry e
+		WHERE NOT EXISTS (SELECT FROM invoice_seq.series_def d WHERE d.id = e.series_id)});
+	$self->fail_check("$orphans ledger entries belong to no series") if $orphans;
+
 	# check_series: a gap only where one was made by hand
 	$self->restore_by_hand($dbh) if $self->{round} % 5 == 0;
 	my %made = map { (join("\t", @$_) => 1) } @{ $self->{restored} };
@@ -1277,6 +1372,7 @@ sub run
 	}
 	diag sprintf('random checker: seed %s, %d rounds, %d statements, %d problems', $self->{seed},
 		$self->{round}, $self->{statements} // 0, $self->{failures});
+	diag 'completed: ' . join(', ', map { "$_ $self->{completed}->{$_}" } sort keys %{ $self->{completed} });
 	return $self->{failures};
 }
 

@@ -24,6 +24,7 @@ my $node = InvoiceSeqTest::new_node('random', conf => qq{
 invoice_seq.max_periods = 16
 deadlock_timeout = '200ms'
 invoice_seq.lock_timeout = '1s'
+wal_writer_delay = '5s'
 });
 my $checker = InvoiceSeqRandom->new(node => $node, seed => $seed,
 	sessions => $ENV{RANDOM_SESSIONS} // 6);
