@@ -67,7 +67,7 @@ typedef bool TU_UpdateIndexes;
 /* 18 lets a module say its name and version (shown by pg_get_loaded_modules). */
 #if PG_VERSION_NUM >= 180000
 #define INVOICE_SEQ_MODULE_MAGIC \
-	PG_MODULE_MAGIC_EXT(.name = "invoice_seq", .version = "1.4")
+	PG_MODULE_MAGIC_EXT(.name = "invoice_seq", .version = "1.4.1")
 #else
 #define INVOICE_SEQ_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
