@@ -5,7 +5,8 @@ CREATE EXTENSION IF NOT EXISTS invoice_seq;
 DROP TABLE IF EXISTS inv_nextval, inv_counter, inv_max_plus_one, inv_two_phase,
                      inv_one_step, counters, inv_ideal, ideal_ledger, inv_compact,
                      inv_invoice_nextval, inv_invoice_one_step,
-                     line_invoice_nextval, line_invoice_one_step;
+                     line_invoice_nextval, line_invoice_one_step,
+                     inv_ideal_two_phase, ideal_two_phase_ledger, inv_seed000;
 DROP SEQUENCE IF EXISTS inv_seq;
 CREATE SEQUENCE inv_seq;
 CREATE TABLE inv_nextval (no bigint PRIMARY KEY, customer text NOT NULL,
@@ -36,3 +37,13 @@ CREATE TABLE line_invoice_nextval (invoice_no bigint NOT NULL, line_no integer N
                                    price numeric NOT NULL, description text NOT NULL,
                                    PRIMARY KEY (invoice_no, line_no));
 CREATE TABLE line_invoice_one_step (LIKE line_invoice_nextval INCLUDING ALL);
+
+-- The two-phase ideal: a ledger-like row reserved under a unique key by
+-- one commit, marked issued by the statement that inserts the invoice.
+CREATE TABLE inv_ideal_two_phase (LIKE inv_nextval INCLUDING ALL);
+CREATE TABLE ideal_two_phase_ledger (LIKE ideal_ledger INCLUDING ALL);
+ALTER TABLE ideal_two_phase_ledger RENAME COLUMN display_no TO idempotency_key;
+CREATE UNIQUE INDEX ON ideal_two_phase_ledger (series_id, idempotency_key);
+
+-- Seed 000's design: the invoice row, pending until the call returns.
+CREATE TABLE inv_seed000 (LIKE inv_nextval INCLUDING ALL, status text NOT NULL);
