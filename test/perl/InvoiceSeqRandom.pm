@@ -821,11 +821,9 @@ sub op_drop
 	my $def = $self->{series}->{$name};
 	my $commit = $s->{rng}->() < 0.7;
 	$def->{dropping} = 1;
-	my $dropped = 0;
 	return { name => "drop_series $name", script => [
 		{ sql => 'BEGIN' },
 		{ sql => "SELECT invoice_seq.drop_series('$name')",
-		  ok => sub { $dropped = 1; 'next' },
 		  error => sub {
 			  my ($st, $e) = @_;
 			  return 'abort' if $st eq '40P01' || ($st eq '55000' && $e =~ /has handed out numbers/);
@@ -833,7 +831,14 @@ sub op_drop
 		  } },
 		{ sleep => $s->{rng}->() * MAX_SLEEP },
 		{ sql => $commit ? 'COMMIT' : 'ROLLBACK',
-		  ok => sub { $self->{completed}->{'drop committed'}++, $def->{dropped} = 1 if $commit && $dropped; 'next' } } ],
+		  ok => sub {
+			  if ($commit)
+			  {
+				  $def->{dropped} = 1;
+				  $self->{completed}->{'drop committed'}++;
+			  }
+			  'next';
+		  } } ],
 		done => sub {
 			if ($def->{dropped})
 			{
@@ -939,7 +944,7 @@ sub next_op
 		return $self->op_tenant($s);
 	}
 	my @series = $self->{midnight} ? ($self->{midnight})
-	  : (qw(N M Y T), grep { !$self->{series}->{$_}->{dropped} } @{ $self->{droppable} // [] });
+	  : (qw(N M Y T), @{ $self->{droppable} // [] });
 	my $series = $series[ int($s->{rng}->() * @series) ];
 	# just before midnight, while the admin holds the series: numbers that
 	# wait from before midnight, and numbers asked for just after it
@@ -1097,7 +1102,7 @@ sub plan_round
 	$self->{jump_at} = !$self->{midnight} && !$self->{async} && $rng->() < 0.5
 	  ? time + $seconds * (0.3 + 0.3 * $rng->()) : undef;
 	# a new series, which the sessions number in and may drop (op_drop)
-	if (!$self->{midnight} && (grep { !$self->{series}->{$_}->{dropped} } @{ $self->{droppable} // [] }) < 2)
+	if (!$self->{midnight} && @{ $self->{droppable} // [] } < 2)
 	{
 		my $name = 'X' . $self->{round};
 		$self->admin_dbh->do("SELECT invoice_seq.create_series('$name', stale_after => '"
