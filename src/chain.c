@@ -45,7 +45,6 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-#include "alloc.h"
 #include "chain.h"
 #include "series.h"
 #include "util.h"
@@ -55,6 +54,10 @@
 static SPIPlanPtr head_plan = NULL;
 static SPIPlanPtr entries_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr pairs_plan = NULL;
+
+/* Chains chain_seal_database() lists per call, at most. */
+#define ISEQ_SEAL_LIST			1000
 
 /* Read columns first .. first + 7 of a row into a ChainEntry. */
 void
@@ -208,16 +211,32 @@ chain_head(int32 series_id, const char *period, ChainHead *head)
 }
 
 /* Take the seal lock of a chain; false if busy and !wait. */
+static void
+seal_lock_tag(LOCKTAG *tag, int32 series_id, const char *period)
+{
+	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) period,
+											   strlen(period)));
+
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) series_id, hash,
+						 ISEQ_SEAL_LOCK_CLASS);
+}
+
 static bool
 seal_lock(int32 series_id, const char *period, bool wait)
 {
 	LOCKTAG		tag;
-	uint32		hash = DatumGetUInt32(hash_any((const unsigned char *) period,
-											   strlen(period)));
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) series_id, hash,
-						 ISEQ_SEAL_LOCK_CLASS);
+	seal_lock_tag(&tag, series_id, period);
 	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static void
+seal_unlock(int32 series_id, const char *period)
+{
+	LOCKTAG		tag;
+
+	seal_lock_tag(&tag, series_id, period);
+	LockRelease(&tag, ExclusiveLock, false);
 }
 
 /* Record the links of some entries, in one statement. */
@@ -327,6 +346,9 @@ chain_seal(const InvoiceSeries *series, const char *period, int max_links,
 	}
 	insert_links(series->id, period, sealed, numbers, links);
 	SPI_freetuptable(rows);
+	/* nothing linked: nothing to keep the lock for */
+	if (sealed == 0)
+		seal_unlock(series->id, period);
 	return sealed;
 }
 
@@ -342,42 +364,67 @@ chain_seal_to_end(const InvoiceSeries *series, const char *period)
 		;
 }
 
+/* Where chain_seal_database() goes on: the last chain it looked at. */
+static int32 resume_series = -1;
+static char resume_period[ISEQ_MAX_PERIOD + 1] = "";
+
 /*
- * Seal every chain of this database that has something to seal, at most
+ * Seal chains of this database that have something to seal, at most
  * max_links links per chain, skipping chains another process is sealing.
- * The (series, period) pairs are found with one index probe each.
+ * The (series, period) pairs are found with one index probe each, going
+ * on from where the last call stopped.  A call looks at ISEQ_SEAL_LIST
+ * chains at most, and seals max_chains of them at most, so that its
+ * transaction holds a bounded number of seal locks; *more says whether
+ * chains are left for another call.  Returns how many links were made.
  */
 int
-chain_seal_database(int max_links)
+chain_seal_database(int max_links, int max_chains, bool *more)
 {
+	Datum		args[2] = {Int32GetDatum(resume_series), CStringGetTextDatum(resume_period)};
+	Oid			types[2] = {INT4OID, TEXTOID};
 	SPITupleTable *pairs;
 	uint64		npairs;
+	uint64		i;
 	int			sealed = 0;
-	int			rc;
+	int			chains = 0;
 
-	rc = SPI_execute("WITH RECURSIVE p(series_id, period) AS ("
+	invoice_seq_plan(&pairs_plan,
+					 "WITH RECURSIVE p(series_id, period) AS ("
 					 "  (SELECT e.series_id, e.period FROM invoice_seq.ledger_entry e"
+					 "   WHERE (e.series_id, e.period) OPERATOR(pg_catalog.>) ($1, $2)"
 					 "   ORDER BY 1, 2 LIMIT 1)"
 					 "  UNION ALL"
 					 "  SELECT n.series_id, n.period FROM p, LATERAL"
 					 "   (SELECT e.series_id, e.period FROM invoice_seq.ledger_entry e"
 					 "    WHERE (e.series_id, e.period) OPERATOR(pg_catalog.>) (p.series_id, p.period)"
 					 "    ORDER BY 1, 2 LIMIT 1) n)"
-					 " SELECT series_id, period FROM p",
-					 true, 0);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "listing the ledger's chains");
+					 " SELECT series_id, period FROM p LIMIT " CppAsString2(ISEQ_SEAL_LIST),
+					 2, types);
+	invoice_seq_spi_check(invoice_seq_execute(pairs_plan, args, NULL, true, 0),
+						  SPI_OK_SELECT, "listing the ledger's chains");
 	pairs = SPI_tuptable;
 	npairs = SPI_processed;
-	for (uint64 i = 0; i < npairs; i++)
+	for (i = 0; i < npairs && chains < max_chains; i++)
 	{
 		bool		isnull;
 		InvoiceSeries series;
 		int32		id = DatumGetInt32(SPI_getbinval(pairs->vals[i], pairs->tupdesc,
 													 1, &isnull));
+		char	   *period = SPI_getvalue(pairs->vals[i], pairs->tupdesc, 2);
+		int			n = 0;
 
 		if (series_lookup_by_id(id, &series))
-			sealed += chain_seal(&series, SPI_getvalue(pairs->vals[i], pairs->tupdesc, 2),
-								 max_links, false);
+			n = chain_seal(&series, period, max_links, false);
+		sealed += n;
+		chains += (n > 0);
+		resume_series = id;
+		strlcpy(resume_period, period, sizeof(resume_period));
+	}
+	*more = (i < npairs || npairs == ISEQ_SEAL_LIST);
+	if (!*more)
+	{
+		resume_series = -1;
+		resume_period[0] = '\0';
 	}
 	SPI_freetuptable(pairs);
 	return sealed;

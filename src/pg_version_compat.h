@@ -37,6 +37,9 @@ typedef bool TU_UpdateIndexes;
 /* 17 numbers processes with a global, and PGPROC lost pgprocno. */
 #define MyProcNumber (MyProc->pgprocno)
 
+/* 17 moved a backend's local transaction id into its virtual one. */
+#define MyLocalTransactionId (MyProc->lxid)
+
 /*
  * 17 lets LockHeldByMe() accept a stronger lock.  Its declaration comes
  * first, so that the macro does not rewrite it.
@@ -46,6 +49,17 @@ typedef bool TU_UpdateIndexes;
 	LockHeldByMe(locktag, lockmode)
 
 #endif							/* PG_VERSION_NUM < 170000 */
+
+/* 17 lets a dshash table say how its keys are copied. */
+#if PG_VERSION_NUM >= 170000
+#define DSHASH_COPY_FUNCTION(fn) .copy_function = (fn),
+#else
+#define DSHASH_COPY_FUNCTION(fn)
+#endif
+
+#if PG_VERSION_NUM >= 170000
+#define MyLocalTransactionId (MyProc->vxid.lxid)
+#endif
 
 /* 18 dropped the execute_once argument of ExecutorRun() and its hook. */
 #if PG_VERSION_NUM >= 180000

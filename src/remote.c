@@ -320,7 +320,7 @@ wait_until_free(const InvoiceSeries *series, const char *key,
 	if (busy->lock == REQUEST_LOCK_SERIES)
 	{
 		series_lock_tag(&tag, series->id);
-		if (lock_held_here(&tag))
+		if (series_locked_here(series->id))
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
 					 errmsg("reserving a number of invoice series \"%s\" would deadlock",

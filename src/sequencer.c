@@ -95,13 +95,14 @@ static TimestampTz next_seal = 0;
 
 /* Links a sealing pass makes per chain, and how often it runs. */
 #define ISEQ_SEAL_BATCH			1000
+#define ISEQ_SEAL_CHAINS		64	/* chains sealed per pass, at most */
 #define ISEQ_SEAL_INTERVAL_MS	1000
 #define ISEQ_SEAL_LOCK_TIMEOUT	"50ms"
 
 static void sequencer_sigint(SIGNAL_ARGS);
 static bool idle_for(long *timeout);
 static bool seal_due(void);
-static int	seal_pass(void);
+static int	seal_pass(bool *more);
 static void sequencer_configure(void);
 static void sequencer_detach(int code, Datum arg);
 static int	take_requests(void);
@@ -183,12 +184,13 @@ invoice_seq_sequencer_main(Datum main_arg)
 		/* between batches, link what can be linked */
 		if (seal_due())
 		{
-			int			sealed = seal_pass();
+			bool		more = false;
+			int			sealed = seal_pass(&more);
 
 			if (sealed > 0)
 				last_active = GetCurrentTimestamp();
-			/* a full batch: there is more, seal again once the queue is served */
-			if (sealed >= ISEQ_SEAL_BATCH)
+			/* a full batch, or chains left: seal again once the queue is served */
+			if (sealed >= ISEQ_SEAL_BATCH || more)
 			{
 				next_seal = last_active;
 				continue;
@@ -214,7 +216,9 @@ seal_due(void)
 
 /*
  * Seal the database's chains (chain.c), at most ISEQ_SEAL_BATCH links per
- * chain, in a transaction of its own.  Returns how many links were made.
+ * chain and ISEQ_SEAL_CHAINS chains, in a transaction of its own.  Returns
+ * how many links were made; *more says whether chains were left for the
+ * next pass.
  *
  * Sealing is background work: it gives way to anyone else's lock.  Its
  * lock waits are bounded by ISEQ_SEAL_LOCK_TIMEOUT, far below
@@ -224,7 +228,7 @@ seal_due(void)
  * say) the next pass waits a minute, so that the log is not flooded.
  */
 static int
-seal_pass(void)
+seal_pass(bool *more)
 {
 	volatile int sealed = 0;
 	MemoryContext oldcontext = CurrentMemoryContext;
@@ -243,7 +247,7 @@ seal_pass(void)
 		{
 			pgstat_report_activity(STATE_RUNNING, "sealing the ledger's chains");
 			invoice_seq_check_schema_version();
-			sealed = chain_seal_database(ISEQ_SEAL_BATCH);
+			sealed = chain_seal_database(ISEQ_SEAL_BATCH, ISEQ_SEAL_CHAINS, more);
 		}
 		PopActiveSnapshot();
 		SPI_finish();
@@ -266,6 +270,7 @@ seal_pass(void)
 		FlushErrorState();
 		RESUME_INTERRUPTS();
 		sealed = 0;
+		*more = false;
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -20,6 +20,7 @@
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -27,6 +28,7 @@
 #include "utils/fmgrprotos.h"
 #include "common/hashfn.h"
 
+#include "pg_version_compat.h"
 #include "preset.h"
 #include "series.h"
 #include "util.h"
@@ -583,11 +585,32 @@ series_lock_tag(LOCKTAG *tag, int32 series_id)
 }
 
 /*
+ * A transaction that numbers many series would hold one lock per series,
+ * and the shared lock table holds only max_locks_per_transaction per
+ * backend.  So past ISEQ_SERIES_LOCKS_PER_XACT series, a transaction
+ * locks, instead of the series, its group: one of ISEQ_SERIES_LOCK_GROUPS,
+ * by the series' id.  A lock of a group stands for the locks of all its
+ * series.
+ */
+#define ISEQ_SERIES_LOCKS_PER_XACT	32
+#define ISEQ_SERIES_LOCK_GROUPS		256
+
+static void
+group_lock_tag(LOCKTAG *tag, int32 series_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId,
+						 (uint32) series_id % ISEQ_SERIES_LOCK_GROUPS, 0,
+						 ISEQ_GROUP_LOCK_CLASS);
+}
+
+/*
  * The series lock has two strengths.  Whoever takes a number of the series
  * holds it in RowExclusiveLock until the end of the transaction that records
- * the number; those do not conflict with each other.  alter_series and
- * drop_series hold it in ExclusiveLock, which waits for every transaction
- * that holds a number of the series and keeps new ones out.
+ * the number (or holds its group's, see above); those do not conflict with
+ * each other.  alter_series, drop_series and close_period hold the series
+ * lock and its group's in ExclusiveLock, in that order, which waits for
+ * every transaction that holds a number of the series and keeps new ones
+ * out.
  */
 static void
 series_lock(int32 series_id)
@@ -596,6 +619,31 @@ series_lock(int32 series_id)
 
 	series_lock_tag(&tag, series_id);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	group_lock_tag(&tag, series_id);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/* The lock this transaction takes to number the series: its own, or its group's. */
+static void
+numbering_lock_tag(LOCKTAG *tag, int32 series_id)
+{
+	static LocalTransactionId counted_in = InvalidLocalTransactionId;
+	static int	nlocked = 0;
+
+	if (counted_in != MyLocalTransactionId)
+	{
+		counted_in = MyLocalTransactionId;
+		nlocked = 0;
+	}
+	series_lock_tag(tag, series_id);
+	if (LockHeldByMe(tag, RowExclusiveLock, false))
+		return;
+	if (nlocked < ISEQ_SERIES_LOCKS_PER_XACT)
+	{
+		nlocked++;
+		return;
+	}
+	group_lock_tag(tag, series_id);
 }
 
 /*
@@ -609,11 +657,26 @@ series_lock_for_numbering(int32 series_id)
 {
 	LOCKTAG		tag;
 
-	series_lock_tag(&tag, series_id);
+	numbering_lock_tag(&tag, series_id);
 	if (LockAcquire(&tag, RowExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
 		return false;
 	(void) LockAcquire(&tag, RowExclusiveLock, false, false);
 	return true;
+}
+
+/* Does this transaction hold the series lock, or its group's, in any mode? */
+bool
+series_locked_here(int32 series_id)
+{
+	LOCKTAG		tag;
+
+	series_lock_tag(&tag, series_id);
+	if (LockHeldByMe(&tag, RowExclusiveLock, false) ||
+		LockHeldByMe(&tag, ExclusiveLock, false))
+		return true;
+	group_lock_tag(&tag, series_id);
+	return LockHeldByMe(&tag, RowExclusiveLock, false) ||
+		LockHeldByMe(&tag, ExclusiveLock, false);
 }
 
 /* The same if it is free now (the sequencer never waits for it). */

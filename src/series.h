@@ -32,6 +32,13 @@
  */
 #define ISEQ_SEAL_LOCK_CLASS	0x4955
 
+/*
+ * locktag_field4 of the advisory lock of a group of series, which a
+ * transaction that numbers many series holds instead of their own
+ * (series.c).
+ */
+#define ISEQ_GROUP_LOCK_CLASS	0x4956
+
 extern Size series_shmem_size(void);
 extern void series_shmem_init(void);
 extern uint64 series_generation(void);
@@ -41,6 +48,7 @@ extern void series_get(const char *name, InvoiceSeries *series);
 extern void series_check_name(const char *name);
 extern void series_check_member(const InvoiceSeries *series, Oid roleid);
 extern void series_lock_tag(LOCKTAG *tag, int32 series_id);
+extern bool series_locked_here(int32 series_id);
 extern void series_lock_and_reread(InvoiceSeries *series, Oid roleid,
 								   bool manage);
 extern bool series_lock_for_numbering(int32 series_id);
