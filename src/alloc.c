@@ -15,6 +15,22 @@
  * shared memory starts empty and no transaction of before is running, so
  * the same holds for the first load.
  *
+ * Why a load reads only the tail.  A link of the hash chain is inserted
+ * only once every lower number of its period has a final row (chain.c),
+ * and no ledger row is ever deleted, so every number up to the sealed
+ * chain head has a row, in every snapshot that sees the head's link.  A
+ * load therefore looks for free numbers only above the head: it reads the
+ * numbers sealing has not reached yet, however long the period's history.
+ *
+ * Storage.  The entries are a dshash table in a DSA area that starts in
+ * the main shared memory and grows with dynamic shared memory segments, so
+ * a transaction may hold numbers of any number of periods.  An entry is a
+ * few words; its free numbers, when it has any, are an array of their own
+ * in the area, grown as needed up to ISEQ_FREE_SLOTS and freed when empty.
+ * Beyond invoice_seq.max_periods entries, the least recently used idle
+ * ones are evicted (a soft bound: an entry in use is never evicted, and a
+ * new one is always made).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,18 +38,22 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/dshash.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/dsa.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "alloc.h"
+#include "chain.h"
 #include "pg_version_compat.h"
 #include "series.h"
 #include "util.h"
@@ -63,26 +83,36 @@ typedef struct AllocEntry
 {
 	AllocKey	key;			/* hash key: must be first */
 	AllocState	state;
-	int64		next;			/* lowest number never handed out */
 	bool		exhausted;		/* the largest number was handed out */
-	int32		inflight;		/* held by transactions still running */
 	bool		spilled;		/* more free numbers than the array holds */
 	bool		stale;			/* the ledger has a row we did not expect */
 	bool		sweep_due;		/* earlier periods' free numbers to void */
 	bool		closed;			/* close_period() closed it: no more numbers */
-	uint64		last_used;		/* for eviction, least recently used first */
+	int32		inflight;		/* held by transactions still running */
+	int64		next;			/* lowest number never handed out */
+	TimestampTz last_used;		/* for eviction, least recently used first */
 	TimestampTz last_at;		/* the latest real time a number was taken at */
-	int			nfree;
-	FreeNumber	free[ISEQ_FREE_SLOTS];	/* ascending */
+	int32		nfree;
+	int32		maxfree;		/* room in the array free points to */
+	dsa_pointer free;			/* FreeNumber[maxfree], ascending; or invalid */
 } AllocEntry;
+
+/* The DSA area's first part, in the main shared memory. */
+#define ALLOC_AREA_SIZE			(256 * 1024)
 
 typedef struct AllocShared
 {
-	LWLock	   *lock;
+	int			tranche_id;		/* the table's partition locks */
+	int			area_tranche_id;	/* the area's own lock */
+	dshash_table_handle handle;
 	ConditionVariable loaded;	/* an entry left state LOADING */
-	int			nentries;
-	uint64		tick;
+	pg_atomic_uint32 nentries;
+	pg_atomic_flag evicting;	/* one process evicts at a time */
+	/* the DSA area follows, MAXALIGNed */
 } AllocShared;
+
+#define ALLOC_AREA(shared) \
+	((void *) ((char *) (shared) + MAXALIGN(sizeof(AllocShared))))
 
 /* A number held by this process's transaction. */
 typedef struct Holding
@@ -97,7 +127,8 @@ typedef struct Holding
 } Holding;
 
 static AllocShared *alloc_shared = NULL;
-static HTAB *alloc_hash = NULL;
+static dsa_area *alloc_area = NULL;
+static dshash_table *alloc_hash = NULL;
 
 static Holding *holdings = NULL;
 static int	nholdings = 0;
@@ -126,36 +157,84 @@ static void alloc_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 Size
 alloc_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(AllocShared)),
-					hash_estimate_size(invoice_seq_max_periods, sizeof(AllocEntry)));
+	return add_size(MAXALIGN(sizeof(AllocShared)), ALLOC_AREA_SIZE);
 }
 
+static dshash_parameters
+table_parameters(void)
+{
+	dshash_parameters params = {
+		.key_size = sizeof(AllocKey),
+		.entry_size = sizeof(AllocEntry),
+		.compare_function = dshash_memcmp,
+		.hash_function = dshash_memhash,
+		DSHASH_COPY_FUNCTION(dshash_memcpy)
+		.tranche_id = alloc_shared->tranche_id,
+	};
+
+	return params;
+}
+
+/*
+ * Make the table, in the postmaster (or a single-user backend).  Its first
+ * buckets must fit in the area's part in the main shared memory: no
+ * process but the postmaster's children should map segments.
+ */
 void
 alloc_shmem_init(void)
 {
-	HASHCTL		info;
 	bool		found;
+	dsa_area   *area;
+	dshash_table *table;
+	dshash_parameters params;
 
-	alloc_shared = ShmemInitStruct("invoice_seq allocator", sizeof(AllocShared),
+	alloc_shared = ShmemInitStruct("invoice_seq allocator", alloc_shmem_size(),
 								   &found);
-	if (!found)
-	{
-		alloc_shared->lock = &(GetNamedLWLockTranche("invoice_seq"))[1].lock;
-		ConditionVariableInit(&alloc_shared->loaded);
-		alloc_shared->nentries = 0;
-		alloc_shared->tick = 0;
-	}
+	if (found)
+		return;
+	alloc_shared->tranche_id = LWLockNewTrancheId();
+	alloc_shared->area_tranche_id = LWLockNewTrancheId();
+	ConditionVariableInit(&alloc_shared->loaded);
+	pg_atomic_init_u32(&alloc_shared->nentries, 0);
+	pg_atomic_init_flag(&alloc_shared->evicting);
 
-	info.keysize = sizeof(AllocKey);
-	info.entrysize = sizeof(AllocEntry);
-	alloc_hash = ShmemInitHash("invoice_seq allocator entries",
-							   invoice_seq_max_periods, invoice_seq_max_periods,
-							   &info, HASH_ELEM | HASH_BLOBS);
+	area = dsa_create_in_place(ALLOC_AREA(alloc_shared), ALLOC_AREA_SIZE,
+							   alloc_shared->area_tranche_id, NULL);
+	dsa_pin(area);
+	dsa_set_size_limit(area, ALLOC_AREA_SIZE);
+	params = table_parameters();
+	table = dshash_create(area, &params, NULL);
+	alloc_shared->handle = dshash_get_hash_table_handle(table);
+	dsa_set_size_limit(area, -1);
+	dshash_detach(table);
+	dsa_detach(area);
+}
+
+/* Attach this process to the table, once. */
+static void
+attach_table(void)
+{
+	MemoryContext old;
+	dshash_parameters params;
+
+	if (alloc_hash != NULL)
+		return;
+	LWLockRegisterTranche(alloc_shared->tranche_id, "invoice_seq_alloc");
+	LWLockRegisterTranche(alloc_shared->area_tranche_id, "invoice_seq_alloc_area");
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	alloc_area = dsa_attach_in_place(ALLOC_AREA(alloc_shared), NULL);
+	on_shmem_exit(dsa_on_shmem_exit_release_in_place,
+				  PointerGetDatum(ALLOC_AREA(alloc_shared)));
+	dsa_pin_mapping(alloc_area);
+	params = table_parameters();
+	alloc_hash = dshash_attach(alloc_area, &params, alloc_shared->handle, NULL);
+	MemoryContextSwitchTo(old);
 }
 
 static void
 make_key(AllocKey *key, int32 series_id, const char *period)
 {
+	attach_table();
 	memset(key, 0, sizeof(AllocKey));
 	key->dbid = MyDatabaseId;
 	key->ledger = invoice_seq_ledger_relid();
@@ -163,43 +242,148 @@ make_key(AllocKey *key, int32 series_id, const char *period)
 	strlcpy(key->period, period, sizeof(key->period));
 }
 
+/* An entry's free numbers, in the area. */
+static inline FreeNumber *
+free_numbers(const AllocEntry *entry)
+{
+	return entry->maxfree == 0 ? NULL :
+		(FreeNumber *) dsa_get_address(alloc_area, entry->free);
+}
+
+/* Drop an entry's free numbers and their room. */
+static void
+drop_free_numbers(AllocEntry *entry)
+{
+	if (entry->maxfree > 0)
+		dsa_free(alloc_area, entry->free);
+	entry->free = InvalidDsaPointer;
+	entry->nfree = entry->maxfree = 0;
+}
+
 /*
- * Make room for one more entry by evicting the least recently used idle
- * one.  Returns false if every entry holds numbers of open transactions.
- * Caller holds the lock exclusively.
+ * Room for one more free number; false if the area has none to give (the
+ * number is then forgotten, and found again by a reload).  Never fails:
+ * it runs at the end of transactions.
  */
 static bool
-evict_one(void)
+grow_free_numbers(AllocEntry *entry)
 {
-	HASH_SEQ_STATUS status;
-	AllocEntry *entry;
-	AllocEntry *victim = NULL;
+	int			newmax;
+	dsa_pointer p;
 
-	hash_seq_init(&status, alloc_hash);
-	while ((entry = hash_seq_search(&status)) != NULL)
-	{
-		if (entry->state == ALLOC_READY && entry->inflight == 0 &&
-			(victim == NULL || entry->last_used < victim->last_used))
-			victim = entry;
-	}
-	if (victim == NULL)
+	if (entry->nfree < entry->maxfree)
+		return true;
+	if (entry->maxfree == ISEQ_FREE_SLOTS)
 		return false;
-	hash_search(alloc_hash, &victim->key, HASH_REMOVE, NULL);
-	alloc_shared->nentries--;
+	newmax = entry->maxfree == 0 ? 8 : Min(entry->maxfree * 2, ISEQ_FREE_SLOTS);
+	p = dsa_allocate_extended(alloc_area, sizeof(FreeNumber) * newmax,
+							  DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(p))
+		return false;
+	if (entry->nfree > 0)
+		memcpy(dsa_get_address(alloc_area, p), free_numbers(entry),
+			   sizeof(FreeNumber) * entry->nfree);
+	if (entry->maxfree > 0)
+		dsa_free(alloc_area, entry->free);
+	entry->free = p;
+	entry->maxfree = newmax;
 	return true;
 }
 
-/* No entry is free for a new (series, period).  Caller holds the lock. */
-static pg_noreturn void
-no_room_error(void)
+/* Remove the i-th free number of an entry. */
+static void
+remove_free_number(AllocEntry *entry, int i)
 {
-	LWLockRelease(alloc_shared->lock);
-	ereport(ERROR,
-			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-			 errmsg("too many invoice series periods in use at once"),
-			 errdetail("All %d allocator entries hold numbers of open transactions.",
-					   invoice_seq_max_periods),
-			 errhint("Raise invoice_seq.max_periods and restart the server.")));
+	FreeNumber *free = free_numbers(entry);
+
+	entry->nfree--;
+	memmove(&free[i], &free[i + 1], sizeof(FreeNumber) * (entry->nfree - i));
+	if (entry->nfree == 0)
+		drop_free_numbers(entry);
+}
+
+/* Compare two last-use times, for qsort. */
+static int
+cmp_timestamps(const void *a, const void *b)
+{
+	TimestampTz x = *(const TimestampTz *) a;
+	TimestampTz y = *(const TimestampTz *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * The last-use time below which idle entries are evicted, so that a
+ * quarter of the bound is free again; 0 if none need be.
+ */
+static TimestampTz
+eviction_cutoff(int bound)
+{
+	dshash_seq_status status;
+	AllocEntry *entry;
+	TimestampTz *times;
+	int			n = 0;
+	int			max = pg_atomic_read_u32(&alloc_shared->nentries) + 64;
+	int			excess;
+	TimestampTz cutoff = 0;
+
+	times = palloc_extended(sizeof(TimestampTz) * max, MCXT_ALLOC_NO_OOM);
+	if (times == NULL)
+		return 0;
+	dshash_seq_init(&status, alloc_hash, false);
+	while ((entry = dshash_seq_next(&status)) != NULL && n < max)
+		if (entry->state == ALLOC_READY && entry->inflight == 0)
+			times[n++] = entry->last_used;
+	dshash_seq_term(&status);
+
+	excess = (int) pg_atomic_read_u32(&alloc_shared->nentries) - bound * 3 / 4;
+	if (excess > 0 && n > 0)
+	{
+		qsort(times, n, sizeof(TimestampTz), cmp_timestamps);
+		cutoff = times[Min(excess, n) - 1] + 1;
+	}
+	pfree(times);
+	return cutoff;
+}
+
+/* Evict the idle entries last used before cutoff. */
+static void
+evict_before(TimestampTz cutoff)
+{
+	dshash_seq_status status;
+	AllocEntry *entry;
+
+	dshash_seq_init(&status, alloc_hash, true);
+	while ((entry = dshash_seq_next(&status)) != NULL)
+	{
+		if (entry->state != ALLOC_READY || entry->inflight > 0 ||
+			entry->last_used >= cutoff)
+			continue;
+		drop_free_numbers(entry);
+		dshash_delete_current(&status);
+		pg_atomic_fetch_sub_u32(&alloc_shared->nentries, 1);
+	}
+	dshash_seq_term(&status);
+}
+
+/*
+ * Past invoice_seq.max_periods entries, evict the least recently used idle
+ * ones, down to three quarters of it.  One process at a time does it; the
+ * others go on.  Nothing in it can fail, so the flag is always cleared.
+ * The caller holds no entry.
+ */
+static void
+evict_if_needed(void)
+{
+	TimestampTz cutoff;
+
+	if (pg_atomic_read_u32(&alloc_shared->nentries) <= (uint32) invoice_seq_max_periods ||
+		!pg_atomic_test_set_flag(&alloc_shared->evicting))
+		return;
+	cutoff = eviction_cutoff(invoice_seq_max_periods);
+	if (cutoff != 0)
+		evict_before(cutoff);
+	pg_atomic_clear_flag(&alloc_shared->evicting);
 }
 
 /* Drop an entry whose load failed, and wake whoever waits for it. */
@@ -207,14 +391,16 @@ static void
 load_failed(int code, Datum arg)
 {
 	AllocKey   *key = (AllocKey *) DatumGetPointer(arg);
+	AllocEntry *entry = dshash_find(alloc_hash, key, true);
 
-	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	if (hash_search(alloc_hash, key, HASH_REMOVE, NULL) != NULL)
-		alloc_shared->nentries--;
-	LWLockRelease(alloc_shared->lock);
+	if (entry != NULL)
+	{
+		drop_free_numbers(entry);
+		dshash_delete_entry(alloc_hash, entry);
+		pg_atomic_fetch_sub_u32(&alloc_shared->nentries, 1);
+	}
 	ConditionVariableBroadcast(&alloc_shared->loaded);
 }
-
 /* Below this many numbers, read_holes() scans instead of counting more. */
 #define ISEQ_HOLE_SCAN			4096
 
@@ -276,17 +462,16 @@ count_rows(const InvoiceSeries *series, const char *period, int64 from, int64 to
 }
 
 /*
- * Is a number from start_at to "last" without a row?  If so, *from is a
- * number below which every one has a row, as high as a few index-only
- * counts find it.  After a crash the holes are the numbers that were in
- * flight, near the top, so this keeps the scan for them short on a large
- * ledger.
+ * Is a number from "lo" to "last" without a row?  Every number below lo
+ * has one.  If so, *from is a number below which every one has a row, as
+ * high as a few index-only counts find it.  After a crash the holes are
+ * the numbers that were in flight, near the top, so this keeps the scan
+ * for them short when sealing lags.
  */
 static bool
-first_hole_bound(const InvoiceSeries *series, const char *period, int64 last,
-				 int64 *from)
+first_hole_bound(const InvoiceSeries *series, const char *period, int64 lo,
+				 int64 last, int64 *from)
 {
-	int64		lo = series->start_at;
 	int64		hi = last;
 
 	if (count_rows(series, period, lo, hi) == hi - lo + 1)
@@ -305,6 +490,18 @@ first_hole_bound(const InvoiceSeries *series, const char *period, int64 last,
 	return true;
 }
 
+/* What a load read from the ledger, before it goes into the entry. */
+typedef struct LoadedState
+{
+	const char *period;
+	int64		next;
+	bool		exhausted;
+	bool		closed;
+	bool		spilled;
+	int			nfree;
+	FreeNumber	free[ISEQ_FREE_SLOTS];	/* ascending */
+} LoadedState;
+
 /*
  * The first ISEQ_FREE_SLOTS numbers without a row from "from" on.  Each has
  * a limit: the earliest issue time of the numbers above it, the latest at
@@ -315,10 +512,10 @@ first_hole_bound(const InvoiceSeries *series, const char *period, int64 last,
  * as a void.  Every number below "from" has a row.
  */
 static void
-read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
+read_holes(const InvoiceSeries *series, LoadedState *loaded, int64 from)
 {
 	uint64		i;
-	TimestampTz period_start = series_period_start(series, loaded->key.period);
+	TimestampTz period_start = series_period_start(series, loaded->period);
 
 	read_period(&holes_plan,
 				"SELECT g.n, e.limit_at FROM"
@@ -334,7 +531,7 @@ read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
 				" pg_catalog.generate_series(COALESCE(e.prev OPERATOR(pg_catalog.+) 1, $3),"
 				"                            e.invoice_no OPERATOR(pg_catalog.-) 1) AS g(n)"
 				" ORDER BY g.n LIMIT $4",
-				series, loaded->key.period, from, ISEQ_FREE_SLOTS + 1,
+				series, loaded->period, from, ISEQ_FREE_SLOTS + 1,
 				"finding the free numbers");
 	for (i = 0; i < SPI_processed && i < ISEQ_FREE_SLOTS; i++)
 	{
@@ -358,16 +555,18 @@ read_holes(const InvoiceSeries *series, AllocEntry *loaded, int64 from)
 
 /*
  * Read an entry's state from the ledger: the highest number, and the
- * numbers without a row below it.  The caller is connected to SPI as the
+ * numbers without a row below it, looked for above the sealed chain head
+ * only (see the head of this file).  The caller is connected to SPI as the
  * extension's owner, and no transaction holds a number of the entry.
  */
 static void
-load_from_ledger(const InvoiceSeries *series, AllocEntry *loaded)
+load_from_ledger(const InvoiceSeries *series, LoadedState *loaded)
 {
+	ChainHead	head;
 	int64		last;
 	int64		from;
 
-	loaded->closed = invoice_seq_period_closed(series->id, loaded->key.period);
+	loaded->closed = invoice_seq_period_closed(series->id, loaded->period);
 
 	read_period(&last_plan,
 				"SELECT invoice_no FROM invoice_seq.ledger_entry"
@@ -376,7 +575,7 @@ load_from_ledger(const InvoiceSeries *series, AllocEntry *loaded)
 				" AND invoice_no OPERATOR(pg_catalog.>=) $3"
 				" AND invoice_no OPERATOR(pg_catalog.<=) $4"
 				" ORDER BY invoice_no DESC LIMIT 1",
-				series, loaded->key.period, series->start_at, PG_INT64_MAX,
+				series, loaded->period, series->start_at, PG_INT64_MAX,
 				"finding the last number");
 	if (SPI_processed == 0)
 	{
@@ -388,76 +587,99 @@ load_from_ledger(const InvoiceSeries *series, AllocEntry *loaded)
 	loaded->exhausted = (last == PG_INT64_MAX);
 	loaded->next = loaded->exhausted ? last : last + 1;
 
-	if (first_hole_bound(series, loaded->key.period, last, &from))
+	chain_head(series->id, loaded->period, &head);
+	from = series->start_at;
+	if (head.sealed && head.invoice_no >= from)
+	{
+		if (head.invoice_no >= last)
+			return;
+		from = head.invoice_no + 1;
+	}
+	if (first_hole_bound(series, loaded->period, from, last, &from))
 		read_holes(series, loaded, from);
 }
 
-/*
- * Load (or reload) the entry for key, which the caller has marked LOADING
- * and whose lock it has released.  Returns with the lock held again.
- */
-static void
-load_entry(const InvoiceSeries *series, AllocKey *key)
+/* Put what a load read into its entry.  Returns false if out of memory. */
+static bool
+fill_entry(AllocEntry *entry, const LoadedState *loaded)
 {
-	AllocEntry *loaded = palloc0(sizeof(AllocEntry));
-	AllocEntry *entry;
-
-	loaded->key = *key;
-	PG_ENSURE_ERROR_CLEANUP(load_failed, PointerGetDatum(key));
+	drop_free_numbers(entry);
+	if (loaded->nfree > 0)
 	{
-		load_from_ledger(series, loaded);
+		entry->free = dsa_allocate_extended(alloc_area,
+											sizeof(FreeNumber) * loaded->nfree,
+											DSA_ALLOC_NO_OOM);
+		if (!DsaPointerIsValid(entry->free))
+			return false;
+		entry->maxfree = entry->nfree = loaded->nfree;
+		memcpy(free_numbers(entry), loaded->free,
+			   sizeof(FreeNumber) * loaded->nfree);
 	}
-	PG_END_ENSURE_ERROR_CLEANUP(load_failed, PointerGetDatum(key));
-
-	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	entry = hash_search(alloc_hash, key, HASH_FIND, NULL);
-	Assert(entry != NULL && entry->state == ALLOC_LOADING);
 	entry->next = loaded->next;
 	entry->exhausted = loaded->exhausted;
-	entry->nfree = loaded->nfree;
-	memcpy(entry->free, loaded->free, sizeof(FreeNumber) * loaded->nfree);
 	entry->spilled = loaded->spilled;
 	entry->closed = loaded->closed;
 	entry->stale = false;
 	entry->sweep_due = true;
+	entry->last_used = GetCurrentTimestamp();
 	entry->state = ALLOC_READY;
+	return true;
+}
+
+/*
+ * Load (or reload) the entry for key, which the caller has marked LOADING
+ * and whose lock it has released.
+ */
+static void
+load_entry(const InvoiceSeries *series, const AllocKey *key)
+{
+	LoadedState *loaded = palloc0(sizeof(LoadedState));
+	AllocEntry *entry;
+
+	loaded->period = key->period;
+	PG_ENSURE_ERROR_CLEANUP(load_failed, PointerGetDatum(key));
+	{
+		load_from_ledger(series, loaded);
+		entry = dshash_find(alloc_hash, key, true);
+		Assert(entry != NULL && entry->state == ALLOC_LOADING);
+		if (!fill_entry(entry, loaded))
+		{
+			dshash_release_lock(alloc_hash, entry);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of shared memory for invoice_seq's free numbers")));
+		}
+		dshash_release_lock(alloc_hash, entry);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(load_failed, PointerGetDatum(key));
 	pfree(loaded);
 	ConditionVariableBroadcast(&alloc_shared->loaded);
 }
 
 /*
- * Find the entry of key, ready to hand out a number, loading it if needed.
- * Caller holds the lock exclusively, and holds it again on return.  If no
- * entry is free for it: with or_null, NULL; else 53400.
+ * Find the entry of key, ready to hand out a number, loading it if needed,
+ * and return it locked (its partition lock held exclusively).
  */
 static AllocEntry *
-ready_entry(const InvoiceSeries *series, AllocKey *key, bool or_null)
+ready_entry(const InvoiceSeries *series, const AllocKey *key)
 {
+	evict_if_needed();
 	for (;;)
 	{
-		AllocEntry *entry = hash_search(alloc_hash, key, HASH_FIND, NULL);
+		bool		found;
+		AllocEntry *entry = dshash_find_or_insert(alloc_hash, key, &found);
 
-		if (entry == NULL)
+		if (!found)
 		{
-			bool		found;
-
-			if (alloc_shared->nentries >= invoice_seq_max_periods &&
-				!evict_one())
-			{
-				if (or_null)
-					return NULL;
-				no_room_error();
-			}
-			entry = hash_search(alloc_hash, key, HASH_ENTER, &found);
-			alloc_shared->nentries++;
 			memset(((char *) entry) + sizeof(AllocKey), 0,
 				   sizeof(AllocEntry) - sizeof(AllocKey));
+			entry->free = InvalidDsaPointer;
+			pg_atomic_fetch_add_u32(&alloc_shared->nentries, 1);
 		}
 		else if (entry->state == ALLOC_LOADING)
 		{
-			LWLockRelease(alloc_shared->lock);
+			dshash_release_lock(alloc_hash, entry);
 			ConditionVariableSleep(&alloc_shared->loaded, PG_WAIT_EXTENSION);
-			LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
 			continue;
 		}
 		else if (entry->inflight > 0 ||
@@ -469,11 +691,10 @@ ready_entry(const InvoiceSeries *series, AllocKey *key, bool or_null)
 
 		/* new, or idle and worth reading again */
 		entry->state = ALLOC_LOADING;
-		LWLockRelease(alloc_shared->lock);
+		dshash_release_lock(alloc_hash, entry);
 		load_entry(series, key);
 	}
 }
-
 static void
 register_callbacks(void)
 {
@@ -514,15 +735,6 @@ remember(const AllocKey *key, const TakenNumber *taken)
 	h->swept = false;
 }
 
-static pg_noreturn void
-period_closed_error(const InvoiceSeries *series, const char *period)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("%s is closed", period_label(series->name, period)),
-			 errdetail("invoice_seq.close_period() closed it; it takes no more numbers.")));
-}
-
 /*
  * When a number is taken: the real clock, read now, under the allocator's
  * lock, so that numbers and their times rise together whatever the caller
@@ -534,11 +746,11 @@ period_closed_error(const InvoiceSeries *series, const char *period)
 static TimestampTz
 take_time(AllocEntry *entry, TimestampTz clock)
 {
-	TimestampTz at;
+	TimestampTz at = GetCurrentTimestamp();
 
+	entry->last_used = at;
 	if (clock != 0)
 		return clock;
-	at = GetCurrentTimestamp();
 	if (at < entry->last_at)
 		at = entry->last_at;
 	entry->last_at = at;
@@ -547,7 +759,7 @@ take_time(AllocEntry *entry, TimestampTz clock)
 
 /*
  * Hand out the lowest free number of an entry, else its next one, at "at".
- * Caller holds the lock exclusively; the entry is not exhausted.
+ * Caller holds the entry's lock; the entry is not exhausted.
  */
 static void
 take_from(AllocEntry *entry, TimestampTz at, TakenNumber *taken)
@@ -556,12 +768,13 @@ take_from(AllocEntry *entry, TimestampTz at, TakenNumber *taken)
 	taken->sweep_due = entry->sweep_due;
 	if (entry->nfree > 0)
 	{
-		taken->invoice_no = entry->free[0].invoice_no;
-		taken->limit = entry->free[0].limit;
-		taken->dated = entry->free[0].dated;
+		FreeNumber *first = &free_numbers(entry)[0];
+
+		taken->invoice_no = first->invoice_no;
+		taken->limit = first->limit;
+		taken->dated = first->dated;
 		taken->recycled = true;
-		entry->nfree--;
-		memmove(&entry->free[0], &entry->free[1], sizeof(FreeNumber) * entry->nfree);
+		remove_free_number(entry, 0);
 	}
 	else
 	{
@@ -574,7 +787,19 @@ take_from(AllocEntry *entry, TimestampTz at, TakenNumber *taken)
 			entry->next++;
 	}
 	entry->inflight++;
-	entry->last_used = ++alloc_shared->tick;
+}
+
+/* Release an entry's lock, then raise the error of a closed period. */
+static pg_noreturn void
+period_closed_error(AllocEntry *entry, const InvoiceSeries *series,
+					const char *period)
+{
+	if (entry != NULL)
+		dshash_release_lock(alloc_hash, entry);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s is closed", period_label(series->name, period)),
+			 errdetail("invoice_seq.close_period() closed it; it takes no more numbers.")));
 }
 
 /*
@@ -600,17 +825,13 @@ alloc_take(const InvoiceSeries *series, const char *period,
 	reserve_holding_room();
 
 	if (closed_here(&key))
-		period_closed_error(series, period);
-	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	entry = ready_entry(series, &key, false);
+		period_closed_error(NULL, series, period);
+	entry = ready_entry(series, &key);
 	if (entry->closed)
-	{
-		LWLockRelease(alloc_shared->lock);
-		period_closed_error(series, period);
-	}
+		period_closed_error(entry, series, period);
 	if (entry->nfree == 0 && entry->exhausted)
 	{
-		LWLockRelease(alloc_shared->lock);
+		dshash_release_lock(alloc_hash, entry);
 		ereport(ERROR,
 				(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
 				 errmsg("invoice series \"%s\" has reached the largest invoice number, " INT64_FORMAT,
@@ -620,13 +841,25 @@ alloc_take(const InvoiceSeries *series, const char *period,
 	taken->at = take_time(entry, clock);
 	if (taken->at >= period_end)
 	{
-		LWLockRelease(alloc_shared->lock);
+		dshash_release_lock(alloc_hash, entry);
 		return false;
 	}
 	take_from(entry, taken->at, taken);
 	remember(&key, taken);
-	LWLockRelease(alloc_shared->lock);
+	dshash_release_lock(alloc_hash, entry);
 	return true;
+}
+
+/* The position of invoice_no among an entry's free numbers, or -1. */
+static int
+find_free_number(const AllocEntry *entry, int64 invoice_no)
+{
+	FreeNumber *free = free_numbers(entry);
+
+	for (int i = 0; i < entry->nfree; i++)
+		if (free[i].invoice_no == invoice_no)
+			return i;
+	return -1;
 }
 
 /*
@@ -634,67 +867,55 @@ alloc_take(const InvoiceSeries *series, const char *period,
  * to void it; *taken is filled.  It must be free: listed in the entry's
  * free set, or, with all_free, any number the caller found without a row:
  * the caller (close_period) holds the series lock exclusively, so no other
- * transaction holds a number of the series.  Returns CLAIM_NOT_FREE if it
- * is not free, and CLAIM_NO_ROOM if the allocator has no entry for the
- * period and no room for one (with all_free, that raises 53400: the caller
- * cannot do without the number).
+ * transaction holds a number of the series.  Returns false if it is not
+ * free.
  */
-ClaimResult
+bool
 alloc_claim(const InvoiceSeries *series, const char *period, int64 invoice_no,
 			bool all_free, TakenNumber *taken)
 {
 	AllocKey	key;
 	AllocEntry *entry;
 	int			i;
-	bool		listed;
 
 	make_key(&key, series->id, period);
 	reserve_holding_room();
 
-	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	entry = ready_entry(series, &key, !all_free);
-	if (entry == NULL)
-	{
-		LWLockRelease(alloc_shared->lock);
-		return CLAIM_NO_ROOM;
-	}
-	for (i = 0; i < entry->nfree; i++)
-		if (entry->free[i].invoice_no == invoice_no)
-			break;
-	listed = (i < entry->nfree);
+	entry = ready_entry(series, &key);
+	i = find_free_number(entry, invoice_no);
 	/* a sweep leaves what is not listed, and closed periods, alone */
-	if (!all_free && (!listed || entry->closed))
+	if (!all_free && (i < 0 || entry->closed))
 	{
-		LWLockRelease(alloc_shared->lock);
-		return CLAIM_NOT_FREE;
+		dshash_release_lock(alloc_hash, entry);
+		return false;
 	}
 	memset(taken, 0, sizeof(TakenNumber));
 	taken->invoice_no = invoice_no;
 	taken->recycled = true;
-	if (listed)
+	if (i >= 0)
 	{
-		taken->limit = entry->free[i].limit;
-		taken->dated = entry->free[i].dated;
-		entry->nfree--;
-		memmove(&entry->free[i], &entry->free[i + 1], sizeof(FreeNumber) * (entry->nfree - i));
+		taken->limit = free_numbers(entry)[i].limit;
+		taken->dated = free_numbers(entry)[i].dated;
+		remove_free_number(entry, i);
 	}
 	entry->inflight++;
-	entry->last_used = ++alloc_shared->tick;
+	entry->last_used = GetCurrentTimestamp();
 	remember(&key, taken);
 	/* not listed: if the claim aborts, the period is read again instead */
-	holdings[nholdings - 1].forget = !listed;
-	LWLockRelease(alloc_shared->lock);
-	return CLAIM_TAKEN;
+	holdings[nholdings - 1].forget = (i < 0);
+	dshash_release_lock(alloc_hash, entry);
+	return true;
 }
 
 /*
  * Put a number back into its entry's free set (or below its next number).
- * Caller holds the lock exclusively.
+ * Caller holds the entry's lock.
  */
 static void
 put_back(AllocEntry *entry, const Holding *h)
 {
 	int64		invoice_no = h->invoice_no;
+	FreeNumber *free;
 	int			pos;
 
 	if (entry->exhausted ? invoice_no == PG_INT64_MAX : invoice_no == entry->next - 1)
@@ -705,30 +926,31 @@ put_back(AllocEntry *entry, const Holding *h)
 		else
 			entry->next--;
 		while (entry->nfree > 0 &&
-			   entry->free[entry->nfree - 1].invoice_no == entry->next - 1)
+			   free_numbers(entry)[entry->nfree - 1].invoice_no == entry->next - 1)
 		{
-			entry->nfree--;
+			remove_free_number(entry, entry->nfree - 1);
 			entry->next--;
 		}
 		return;
 	}
 
-	for (pos = entry->nfree; pos > 0; pos--)
-		if (entry->free[pos - 1].invoice_no < invoice_no)
-			break;
-	if (entry->nfree == ISEQ_FREE_SLOTS)
+	if (!grow_free_numbers(entry))
 	{
 		/* the highest free number is forgotten; a reload finds it again */
 		entry->spilled = true;
-		if (pos == ISEQ_FREE_SLOTS)
+		if (entry->nfree == 0 ||
+			free_numbers(entry)[entry->nfree - 1].invoice_no < invoice_no)
 			return;
 		entry->nfree--;
 	}
-	memmove(&entry->free[pos + 1], &entry->free[pos],
-			sizeof(FreeNumber) * (entry->nfree - pos));
-	entry->free[pos].invoice_no = invoice_no;
-	entry->free[pos].limit = h->limit;
-	entry->free[pos].dated = h->dated;
+	free = free_numbers(entry);
+	for (pos = entry->nfree; pos > 0; pos--)
+		if (free[pos - 1].invoice_no < invoice_no)
+			break;
+	memmove(&free[pos + 1], &free[pos], sizeof(FreeNumber) * (entry->nfree - pos));
+	free[pos].invoice_no = invoice_no;
+	free[pos].limit = h->limit;
+	free[pos].dated = h->dated;
 	entry->nfree++;
 }
 
@@ -740,13 +962,10 @@ put_back(AllocEntry *entry, const Holding *h)
 static void
 release_holdings(int from, bool aborted)
 {
-	int			i;
-
-	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	for (i = from; i < nholdings; i++)
+	for (int i = from; i < nholdings; i++)
 	{
 		Holding    *h = &holdings[i];
-		AllocEntry *entry = hash_search(alloc_hash, &h->key, HASH_FIND, NULL);
+		AllocEntry *entry = dshash_find(alloc_hash, &h->key, true);
 
 		/* an entry with numbers in flight is never evicted */
 		Assert(entry != NULL && entry->inflight > 0);
@@ -759,10 +978,9 @@ release_holdings(int from, bool aborted)
 			entry->stale = true;	/* the ledger knows better than we do */
 		if (!aborted && h->swept)
 			entry->sweep_due = false;
+		dshash_release_lock(alloc_hash, entry);
 	}
-	LWLockRelease(alloc_shared->lock);
 }
-
 /*
  * This transaction voided the free numbers of the periods before (series,
  * period): once it commits, takers of that period need not look again.
@@ -820,16 +1038,17 @@ closed_here(const AllocKey *key)
 static void
 apply_closings(void)
 {
-	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < nclosings; i++)
 	{
-		AllocEntry *entry = hash_search(alloc_hash, &closings[i].key, HASH_FIND, NULL);
+		AllocEntry *entry = dshash_find(alloc_hash, &closings[i].key, true);
 
 		/* an entry read later finds the closing in the ledger */
 		if (entry != NULL)
+		{
 			entry->closed = true;
+			dshash_release_lock(alloc_hash, entry);
+		}
 	}
-	LWLockRelease(alloc_shared->lock);
 }
 
 /*
@@ -854,12 +1073,14 @@ alloc_forget(const InvoiceSeries *series, const char *period, int64 invoice_no)
 			break;
 		}
 	}
-	LWLockAcquire(alloc_shared->lock, LW_EXCLUSIVE);
-	entry = hash_search(alloc_hash, &key, HASH_FIND, NULL);
+	entry = dshash_find(alloc_hash, &key, true);
 	if (entry != NULL)
+	{
 		entry->stale = true;
-	LWLockRelease(alloc_shared->lock);
+		dshash_release_lock(alloc_hash, entry);
+	}
 }
+
 
 /*
  * End of transaction.  A prepared transaction could hold a number for any
@@ -970,6 +1191,7 @@ view_add(AllocView *view, const AllocEntry *entry)
 	ViewEntry	probe;
 	ViewEntry  *v;
 	bool		found;
+	FreeNumber *free = free_numbers(entry);
 
 	memset(&probe, 0, sizeof(probe));
 	probe.series_id = entry->key.series_id;
@@ -982,21 +1204,24 @@ view_add(AllocView *view, const AllocEntry *entry)
 	v->nfree = entry->nfree;
 	v->free = palloc(sizeof(int64) * Max(entry->nfree, 1));
 	for (int i = 0; i < entry->nfree; i++)
-		v->free[i] = entry->free[i].invoice_no;
+		v->free[i] = free[i].invoice_no;
 }
 
 /*
  * The view of the entries of a series (or, with series_id < 0, of every
  * series) of this database's ledger, made in the current memory context.
+ * The entries are read one partition at a time: each is as it was at some
+ * moment, which is all alloc_hole_kind() needs (it judges a hole by one
+ * entry, read before and after the snapshot).
  */
 AllocView *
 alloc_view(int32 series_id)
 {
 	AllocView  *view = palloc(sizeof(AllocView));
 	HASHCTL		info;
-	HASH_SEQ_STATUS status;
+	dshash_seq_status status;
 	AllocEntry *entry;
-	Oid			ledger = invoice_seq_ledger_relid();
+	Oid			ledger;
 
 	info.keysize = offsetof(ViewEntry, loading);
 	info.entrysize = sizeof(ViewEntry);
@@ -1006,16 +1231,17 @@ alloc_view(int32 series_id)
 	if (alloc_shared == NULL)
 		return view;
 
-	LWLockAcquire(alloc_shared->lock, LW_SHARED);
-	hash_seq_init(&status, alloc_hash);
-	while ((entry = hash_seq_search(&status)) != NULL)
+	attach_table();
+	ledger = invoice_seq_ledger_relid();
+	dshash_seq_init(&status, alloc_hash, false);
+	while ((entry = dshash_seq_next(&status)) != NULL)
 	{
 		if (entry->key.dbid != MyDatabaseId || entry->key.ledger != ledger ||
 			(series_id >= 0 && entry->key.series_id != series_id))
 			continue;
 		view_add(view, entry);
 	}
-	LWLockRelease(alloc_shared->lock);
+	dshash_seq_term(&status);
 	return view;
 }
 

@@ -7,16 +7,23 @@
  * use: the next number never handed out, and the *free* numbers, those that
  * were handed to a transaction that did not commit them.  An entry is
  * loaded from the ledger on first use, so it is rebuilt after a restart,
- * a crash, a promotion or a restore.  A process that takes a number holds
- * it until its transaction ends: it is kept if the transaction commits, and
- * goes back to the free set if the transaction, or the subtransaction that
- * took it, aborts.
+ * a crash, a promotion or a restore; a load reads only the numbers above
+ * the sealed chain head.  A process that takes a number holds it until its
+ * transaction ends: it is kept if the transaction commits, and goes back
+ * to the free set if the transaction, or the subtransaction that took it,
+ * aborts.  There is no limit on the entries in use; idle ones beyond
+ * invoice_seq.max_periods are evicted.
  *
- * Locking: one LWLock protects every entry; nothing is done under it but
- * reading and writing a few words of an entry.  Loading an entry from the
- * ledger happens outside the lock, with the entry marked LOADING; others
- * wait on a condition variable.  An entry is evicted, or reloaded, only
- * while no transaction holds a number of it.
+ * Locking: the entries are a dshash table, whose partition locks (wait
+ * event "invoice_seq_alloc") are the only locks taken per number: one
+ * partition, exclusively, to take a number, and again to release it at the
+ * end of the transaction.  A process holds at most one partition lock at a
+ * time, and under it takes nothing but the DSA area's lock (to grow or
+ * free an entry's free numbers).  The series lock, heavyweight, is taken
+ * before, never under it.  Loading an entry from the ledger happens with
+ * no lock held, the entry marked LOADING; others wait on a condition
+ * variable.  An entry is evicted, or reloaded, only while no transaction
+ * holds a number of it.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,7 +32,10 @@
 
 #include "invoice_seq.h"
 
-/* Free numbers an entry remembers; more are found again by a reload. */
+/*
+ * Free numbers an entry remembers, at most; more are found again by a
+ * reload.  An entry has room only for those it has.
+ */
 #define ISEQ_FREE_SLOTS			256
 
 /* What a number below an entry's next, with no ledger row, is. */
@@ -51,22 +61,13 @@ typedef struct TakenNumber
 								 * voiding (see void_ended_periods) */
 } TakenNumber;
 
-/* What alloc_claim() found. */
-typedef enum ClaimResult
-{
-	CLAIM_TAKEN,				/* *taken is filled */
-	CLAIM_NOT_FREE,				/* a running transaction may hold it */
-	CLAIM_NO_ROOM				/* no allocator entry for its period */
-} ClaimResult;
-
 extern Size alloc_shmem_size(void);
 extern void alloc_shmem_init(void);
 extern bool alloc_take(const InvoiceSeries *series, const char *period,
 					   TimestampTz period_end, TimestampTz clock,
 					   TakenNumber *taken);
-extern ClaimResult alloc_claim(const InvoiceSeries *series, const char *period,
-							   int64 invoice_no, bool all_free,
-							   TakenNumber *taken);
+extern bool alloc_claim(const InvoiceSeries *series, const char *period,
+						int64 invoice_no, bool all_free, TakenNumber *taken);
 extern void alloc_sweep_done(const InvoiceSeries *series, const char *period);
 extern void alloc_close_at_commit(const InvoiceSeries *series,
 								  const char *period);

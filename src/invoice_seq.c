@@ -31,7 +31,7 @@ void		_PG_init(void);
 int			invoice_seq_lock_timeout = 5000;
 int			invoice_seq_max_batch_size = ISEQ_MAX_BATCH;
 int			invoice_seq_sequencer_timeout = 10000;
-int			invoice_seq_max_periods = 1024;
+int			invoice_seq_max_periods = ISEQ_DEFAULT_MAX_PERIODS;
 int			invoice_seq_max_databases = 16;
 int			invoice_seq_idle_timeout = 60000;
 bool		invoice_seq_sealing = true;
@@ -127,6 +127,15 @@ define_settings(void)
 							   GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("invoice_seq.max_periods",
+							"Idle (series, period) pairs whose next number stays cached in shared memory.",
+							"A soft bound: beyond it the least recently used idle ones are evicted, and read again from the ledger on their next use; pairs in use are never refused.",
+							&invoice_seq_max_periods,
+							ISEQ_DEFAULT_MAX_PERIODS, 16, INT_MAX / 2,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomStringVariable("invoice_seq.ledger_archive",
 							   "A copy of the ledger, which lets DROP EXTENSION invoice_seq drop the ledger.",
 							   "DROP EXTENSION is refused while the ledger holds numbers, unless this names a table with at least as many rows.",
@@ -142,15 +151,6 @@ static void
 define_server_settings(void)
 {
 	/* can't define PGC_POSTMASTER variables after startup */
-	DefineCustomIntVariable("invoice_seq.max_periods",
-							"Largest number of (series, period) pairs whose next number is kept in shared memory.",
-							"Idle ones are evicted when more are needed; they are read again from the ledger on their next use.",
-							&invoice_seq_max_periods,
-							1024, 16, 1000000,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("invoice_seq.max_databases",
 							"Largest number of databases whose sequencer runs, or whose requests wait, at once.",
 							"Each running sequencer also takes one of max_worker_processes.",
@@ -201,7 +201,7 @@ invoice_seq_shmem_request(void)
 	RequestAddinShmemSpace(request_shmem_size());
 	RequestAddinShmemSpace(alloc_shmem_size());
 	RequestAddinShmemSpace(series_shmem_size());
-	RequestNamedLWLockTranche("invoice_seq", 2);
+	RequestNamedLWLockTranche("invoice_seq", 1);
 }
 
 static void

@@ -24,6 +24,7 @@
 #define ISEQ_MAX_FORMAT			128
 #define ISEQ_MAX_DISPLAY		255
 #define ISEQ_MAX_PERIOD			7	/* "2026-11" */
+#define ISEQ_DEFAULT_MAX_PERIODS	65536	/* invoice_seq.max_periods */
 #define ISEQ_MAX_EXTERNAL_REF	255
 #define ISEQ_MAX_REASON			1000
 #define ISEQ_MAX_ERRTEXT		511

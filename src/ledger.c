@@ -702,6 +702,9 @@ read_ended_holes(const InvoiceSeries *series, const char *period,
 	return n;
 }
 
+/* Ended periods one transaction sweeps, at most (void_ended_periods). */
+#define ISEQ_SWEEP_PERIODS		16
+
 /*
  * The first numbers of a period since the allocator read that period from
  * the ledger, until a transaction that took one and swept them all commits:
@@ -710,11 +713,9 @@ read_ended_holes(const InvoiceSeries *series, const char *period,
  * Numbers of an ended period still held by a running transaction are left
  * to it.
  *
- * Sweeping is housekeeping, and must never cost the caller its number: each
- * ended period swept holds an allocator entry until the transaction ends,
- * so one transaction sweeps at most a quarter of invoice_seq.max_periods of
- * them, and stops early if the allocator is full.  What is left is swept
- * by the next takers of the period.
+ * Sweeping is housekeeping, and must cost the caller little: one
+ * transaction sweeps at most ISEQ_SWEEP_PERIODS ended periods.  What is
+ * left is swept by the next takers of the period.
  */
 static void
 void_ended_periods(const InvoiceSeries *series, const char *period,
@@ -724,7 +725,6 @@ void_ended_periods(const InvoiceSeries *series, const char *period,
 	int64	   *numbers;
 	uint64		n;
 	uint64		i;
-	int			max_periods = Max(1, invoice_seq_max_periods / 4);
 	int			nperiods = 0;
 
 	if (series->reset == SERIES_RESET_NEVER)
@@ -733,15 +733,11 @@ void_ended_periods(const InvoiceSeries *series, const char *period,
 	for (i = 0; i < n; i++)
 	{
 		TakenNumber taken;
-		ClaimResult claim;
 
 		if ((i == 0 || strcmp(periods[i], periods[i - 1]) != 0) &&
-			++nperiods > max_periods)
+			++nperiods > ISEQ_SWEEP_PERIODS)
 			break;
-		claim = alloc_claim(series, periods[i], numbers[i], false, &taken);
-		if (claim == CLAIM_NO_ROOM)
-			break;
-		if (claim == CLAIM_TAKEN)
+		if (alloc_claim(series, periods[i], numbers[i], false, &taken))
 			void_free_number(series, periods[i], &taken, now,
 							 "not issued: the transaction that took it did not commit, and its period has ended");
 	}
