@@ -80,6 +80,10 @@ typedef enum EntryStatus
 #define ENTRY_ATT_CONFIRMED_AT		11
 #define ENTRY_ATT_HOLDER_XID		15
 
+/* Columns of invoice_seq.period_close, by number. */
+#define CLOSE_ATT_SERIES_ID			1
+#define CLOSE_ATT_PERIOD			2
+
 /* One ledger entry as handed back to a caller of reserve. */
 typedef struct ReservedNumber
 {

@@ -321,20 +321,13 @@ find_row(const char *index_name, ScanKey keys, int nkeys, FindMode mode,
 	return found;
 }
 
-static void
-text_key(ScanKey key, AttrNumber attno, const char *value)
-{
-	ScanKeyEntryInitialize(key, 0, attno, BTEqualStrategyNumber, InvalidOid,
-						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(value));
-}
-
 /* The first two keys of the primary key: the series and the period. */
 static void
 period_keys(ScanKey keys, int32 series_id, const char *period)
 {
 	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(series_id));
-	text_key(&keys[1], ENTRY_ATT_PERIOD, period);
+	invoice_seq_text_key(&keys[1], ENTRY_ATT_PERIOD, period);
 }
 
 /*
@@ -562,7 +555,7 @@ ledger_find_key(const InvoiceSeries *series, const char *key,
 
 	ScanKeyInit(&keys[0], ENTRY_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(series->id));
-	text_key(&keys[1], ENTRY_ATT_IDEMPOTENCY_KEY, key);
+	invoice_seq_text_key(&keys[1], ENTRY_ATT_IDEMPOTENCY_KEY, key);
 
 	plan = invoice_seq_plan(&key_plan,
 							"SELECT period, invoice_no, display_no, status, reserved_at"

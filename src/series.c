@@ -12,7 +12,12 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -25,7 +30,10 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "common/hashfn.h"
 
 #include "pg_version_compat.h"
@@ -66,8 +74,6 @@ static SeriesShared *series_shared = NULL;
 static bool changed_here = false;
 static bool xact_callback_registered = false;
 
-static SPIPlanPtr lookup_by_name_plan = NULL;
-static SPIPlanPtr lookup_by_id_plan = NULL;
 static SPIPlanPtr alter_plan = NULL;
 static SPIPlanPtr used_plan = NULL;
 static SPIPlanPtr drop_plan = NULL;
@@ -719,66 +725,135 @@ wait_for_lock(const LOCKTAG *tag)
 	LockRelease(tag, mode, false);
 }
 
-#define SERIES_COLUMNS "id, name, start_at, reset, format, time_zone, chronological, owner, preset"
-
-/*
- * Run a prepared one-parameter series lookup, and copy the series into
- * *series if there is one.  The caller is connected to SPI and runs as the
- * extension's owner.
- */
-static bool
-series_fetch(SPIPlanPtr plan, Datum arg, InvoiceSeries *series)
+/* The columns of series_def a lookup reads, by name: see read_series(). */
+typedef enum SeriesColumn
 {
-	int			rc = invoice_seq_execute(plan, &arg, NULL, false, 1);
-	HeapTuple	tuple;
-	TupleDesc	desc;
+	SERIES_COL_ID,
+	SERIES_COL_NAME,
+	SERIES_COL_START_AT,
+	SERIES_COL_RESET,
+	SERIES_COL_FORMAT,
+	SERIES_COL_TIME_ZONE,
+	SERIES_COL_CHRONOLOGICAL,
+	SERIES_COL_OWNER,
+	SERIES_COL_PRESET,
+	SERIES_NCOLS
+} SeriesColumn;
+
+static const char *const series_column_names[SERIES_NCOLS] = {
+	[SERIES_COL_ID] = "id",
+	[SERIES_COL_NAME] = "name",
+	[SERIES_COL_START_AT] = "start_at",
+	[SERIES_COL_RESET] = "reset",
+	[SERIES_COL_FORMAT] = "format",
+	[SERIES_COL_TIME_ZONE] = "time_zone",
+	[SERIES_COL_CHRONOLOGICAL] = "chronological",
+	[SERIES_COL_OWNER] = "owner",
+	[SERIES_COL_PRESET] = "preset",
+};
+
+/* The number of column "name" of desc. */
+static AttrNumber
+attnum_by_name(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("invoice_seq.series_def has no column \"%s\"", name),
+			 errhint("Update the extension: ALTER EXTENSION invoice_seq UPDATE.")));
+}
+
+/* A text column of a series_def row, or NULL. */
+static char *
+text_column(HeapTuple tuple, TupleDesc desc, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum, desc, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* Copy a series_def row into *series.  attnums: by SeriesColumn. */
+static void
+series_from_row(HeapTuple tuple, TupleDesc desc, const AttrNumber *attnums,
+				InvoiceSeries *series)
+{
 	bool		isnull;
 
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "series lookup");
-	if (SPI_processed == 0)
-		return false;
-
-	tuple = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	series->id = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-	strlcpy(series->name, SPI_getvalue(tuple, desc, 2), sizeof(series->name));
-	series->start_at = DatumGetInt64(SPI_getbinval(tuple, desc, 3, &isnull));
-	series->reset = parse_reset(SPI_getvalue(tuple, desc, 4));
-	strlcpy(series->format, SPI_getvalue(tuple, desc, 5), sizeof(series->format));
-	strlcpy(series->time_zone, SPI_getvalue(tuple, desc, 6),
+	series->id = DatumGetInt32(heap_getattr(tuple, attnums[SERIES_COL_ID], desc, &isnull));
+	strlcpy(series->name, text_column(tuple, desc, attnums[SERIES_COL_NAME]),
+			sizeof(series->name));
+	series->start_at = DatumGetInt64(heap_getattr(tuple, attnums[SERIES_COL_START_AT],
+												  desc, &isnull));
+	series->reset = parse_reset(text_column(tuple, desc, attnums[SERIES_COL_RESET]));
+	strlcpy(series->format, text_column(tuple, desc, attnums[SERIES_COL_FORMAT]),
+			sizeof(series->format));
+	strlcpy(series->time_zone, text_column(tuple, desc, attnums[SERIES_COL_TIME_ZONE]),
 			sizeof(series->time_zone));
-	series->chronological = DatumGetBool(SPI_getbinval(tuple, desc, 7, &isnull));
-	series->owner = DatumGetObjectId(SPI_getbinval(tuple, desc, 8, &isnull));
-	series->preset = preset_parse(SPI_getvalue(tuple, desc, 9));
-	return true;
+	series->chronological = DatumGetBool(heap_getattr(tuple, attnums[SERIES_COL_CHRONOLOGICAL],
+													  desc, &isnull));
+	series->owner = DatumGetObjectId(heap_getattr(tuple, attnums[SERIES_COL_OWNER],
+												  desc, &isnull));
+	series->preset = preset_parse(text_column(tuple, desc, attnums[SERIES_COL_PRESET]));
+}
+
+/*
+ * Read the series whose column "by" (id or name) equals key, through that
+ * column's unique index, as a query would: after a command counter
+ * increment, with a fresh snapshot in READ COMMITTED and the transaction's
+ * in REPEATABLE READ.  No planner, no executor: a lookup costs an index
+ * probe.  Returns false if there is no such series.
+ */
+static bool
+read_series(SeriesColumn by, Datum key, InvoiceSeries *series)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", false);
+	Relation	rel = table_open(get_relname_relid("series_def", nspid), AccessShareLock);
+	const char *index = by == SERIES_COL_ID ? "series_def_pkey" : "series_def_name_key";
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	attnums[SERIES_NCOLS];
+	ScanKeyData scankey;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	for (int i = 0; i < SERIES_NCOLS; i++)
+		attnums[i] = attnum_by_name(desc, series_column_names[i]);
+	if (by == SERIES_COL_ID)
+		ScanKeyInit(&scankey, attnums[by], BTEqualStrategyNumber, F_INT4EQ, key);
+	else
+		invoice_seq_text_key(&scankey, attnums[by], TextDatumGetCString(key));
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	scan = systable_beginscan(rel, get_relname_relid(index, nspid), true,
+							  GetActiveSnapshot(), 1, &scankey);
+	tuple = systable_getnext(scan);
+	if (tuple != NULL)
+		series_from_row(tuple, desc, attnums, series);
+	systable_endscan(scan);
+	PopActiveSnapshot();
+	table_close(rel, AccessShareLock);
+	return tuple != NULL;
 }
 
 /* Look a series up by name.  Returns false if there is no such series. */
 bool
 series_lookup(const char *name, InvoiceSeries *series)
 {
-	Oid			argtype = TEXTOID;
-	SPIPlanPtr	plan = invoice_seq_plan(&lookup_by_name_plan,
-										"SELECT " SERIES_COLUMNS
-										" FROM invoice_seq.series_def"
-										" WHERE name OPERATOR(pg_catalog.=) $1",
-										1, &argtype);
-
-	return series_fetch(plan, CStringGetTextDatum(name), series);
+	return read_series(SERIES_COL_NAME, CStringGetTextDatum(name), series);
 }
 
 /* Same as series_lookup(), by id; used by the sequencer. */
 bool
 series_lookup_by_id(int32 id, InvoiceSeries *series)
 {
-	Oid			argtype = INT4OID;
-	SPIPlanPtr	plan = invoice_seq_plan(&lookup_by_id_plan,
-										"SELECT " SERIES_COLUMNS
-										" FROM invoice_seq.series_def"
-										" WHERE id OPERATOR(pg_catalog.=) $1",
-										1, &argtype);
-
-	return series_fetch(plan, Int32GetDatum(id), series);
+	return read_series(SERIES_COL_ID, Int32GetDatum(id), series);
 }
 
 /* The name of a series' owner role, which DROP ROLE may have removed. */

@@ -13,6 +13,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "funcapi.h"
@@ -241,25 +242,40 @@ parse_entry_status(const char *status)
 	return ENTRY_RESERVED;		/* keep compiler quiet */
 }
 
-/* Has close_period() closed this period of the series? */
+/* An equality scan key on a text column of ours (COLLATE "C"). */
+void
+invoice_seq_text_key(ScanKey key, AttrNumber attno, const char *value)
+{
+	ScanKeyEntryInitialize(key, 0, attno, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(value));
+}
+
+/*
+ * Has close_period() closed this period of the series?  One probe of
+ * period_close's primary key, seeing what a query would see: after a
+ * command counter increment, with a fresh snapshot in READ COMMITTED.
+ */
 bool
 invoice_seq_period_closed(int32 series_id, const char *period)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-	int			rc;
+	Oid			nspid = get_namespace_oid("invoice_seq", false);
+	Relation	rel = table_open(get_relname_relid("period_close", nspid), AccessShareLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	bool		closed;
 
-	invoice_seq_plan(&plan,
-					 "SELECT FROM invoice_seq.period_close"
-					 " WHERE series_id OPERATOR(pg_catalog.=) $1"
-					 " AND period OPERATOR(pg_catalog.=) $2",
-					 2, argtypes);
-	values[0] = Int32GetDatum(series_id);
-	values[1] = CStringGetTextDatum(period);
-	rc = invoice_seq_execute(plan, values, NULL, false, 0);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "reading the period's closing");
-	return SPI_processed > 0;
+	ScanKeyInit(&keys[0], CLOSE_ATT_SERIES_ID, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(series_id));
+	invoice_seq_text_key(&keys[1], CLOSE_ATT_PERIOD, period);
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	scan = systable_beginscan(rel, get_relname_relid("period_close_pkey", nspid), true,
+							  GetActiveSnapshot(), 2, keys);
+	closed = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	PopActiveSnapshot();
+	table_close(rel, AccessShareLock);
+	return closed;
 }
 
 /* "invoice series "INV"", or "period "2026" of invoice series "INV"". */

@@ -9,6 +9,7 @@
 #ifndef INVOICE_SEQ_UTIL_H
 #define INVOICE_SEQ_UTIL_H
 
+#include "access/skey.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 
@@ -26,6 +27,7 @@ extern TupleDesc invoice_seq_result_desc(FunctionCallInfo fcinfo);
 extern TimestampTz invoice_seq_test_now(void);
 extern TimestampTz invoice_seq_now(void);
 extern Oid	invoice_seq_ledger_relid(void);
+extern void invoice_seq_text_key(ScanKey key, AttrNumber attno, const char *value);
 extern bool invoice_seq_period_closed(int32 series_id, const char *period);
 extern char *period_label(const char *series, const char *period);
 extern const char *entry_status_name(EntryStatus status);
