@@ -504,12 +504,16 @@ typedef struct LoadedState
 
 /*
  * The first ISEQ_FREE_SLOTS numbers without a row from "from" on.  Each has
- * a limit: the earliest issue time of the numbers above it, the latest at
- * which it may be issued without breaking chronological order (none if no
- * number above it is issued: a void carries the time of its voiding, not
- * of its number, and a reservation is not issued yet).  The time it was
- * taken is not known: it is dated by the start of its period, to render it
- * as a void.  Every number below "from" has a row.
+ * a limit, the latest time at which it may be issued without breaking
+ * chronological order: the earliest of the issue times of the numbers
+ * above it and the reservation times of those still reserved, as a
+ * reservation may be confirmed at any time from then on, before the hole
+ * is taken again (none if no number above it is issued or reserved: a void
+ * carries the time of its voiding, not of its number).  This is what a
+ * free number kept in memory has, its own take time, which no number above
+ * it precedes.  The time it was taken is not known: it is dated by the
+ * start of its period, to render it as a void.  Every number below "from"
+ * has a row.
  */
 static void
 read_holes(const InvoiceSeries *series, LoadedState *loaded, int64 from)
@@ -521,8 +525,9 @@ read_holes(const InvoiceSeries *series, LoadedState *loaded, int64 from)
 				"SELECT g.n, e.limit_at FROM"
 				" (SELECT invoice_no,"
 				"         pg_catalog.lag(invoice_no) OVER (ORDER BY invoice_no) AS prev,"
-				"         pg_catalog.min(CASE WHEN status OPERATOR(pg_catalog.=) 'issued'"
-				"                        THEN confirmed_at END)"
+				"         pg_catalog.min(CASE"
+				"             WHEN status OPERATOR(pg_catalog.=) 'issued' THEN confirmed_at"
+				"             WHEN status OPERATOR(pg_catalog.=) 'reserved' THEN reserved_at END)"
 				"             OVER (ORDER BY invoice_no DESC) AS limit_at"
 				"  FROM invoice_seq.ledger_entry"
 				"  WHERE series_id OPERATOR(pg_catalog.=) $1"
