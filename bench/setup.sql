@@ -6,7 +6,8 @@ DROP TABLE IF EXISTS inv_nextval, inv_counter, inv_max_plus_one, inv_two_phase,
                      inv_one_step, counters, inv_ideal, ideal_ledger, inv_compact,
                      inv_invoice_nextval, inv_invoice_one_step,
                      line_invoice_nextval, line_invoice_one_step,
-                     inv_ideal_two_phase, ideal_two_phase_ledger, inv_seed000;
+                     inv_ideal_two_phase, ideal_two_phase_ledger, inv_seed000,
+                     inv_tenants, tenants_checked;
 DROP SEQUENCE IF EXISTS inv_seq;
 CREATE SEQUENCE inv_seq;
 CREATE TABLE inv_nextval (no bigint PRIMARY KEY, customer text NOT NULL,
@@ -47,3 +48,14 @@ CREATE UNIQUE INDEX ON ideal_two_phase_ledger (series_id, idempotency_key);
 
 -- Seed 000's design: the invoice row, pending until the call returns.
 CREATE TABLE inv_seed000 (LIKE inv_nextval INCLUDING ALL, status text NOT NULL);
+
+-- Tenants: one invoice table for every tenant's series, keyed by series
+-- and number.  It holds each tenant's history too (bench/run writes it), so
+-- that a series' issued numbers are exactly its rows here.  tenants_checked:
+-- per chain of a tenant, the highest number the invariants have covered.
+CREATE TABLE inv_tenants (series text NOT NULL, no bigint NOT NULL, customer text NOT NULL,
+                          amount numeric NOT NULL, created_at timestamptz NOT NULL,
+                          payload text NOT NULL, PRIMARY KEY (series, no));
+CREATE TABLE tenants_checked (series_id integer NOT NULL, period text COLLATE "C" NOT NULL,
+                              series text NOT NULL, hi bigint NOT NULL,
+                              PRIMARY KEY (series_id, period));
