@@ -169,21 +169,29 @@ sub finish_clients
 	return;
 }
 
+# The complete lines a client printed: a client killed with SIGKILL may
+# leave a last line cut short where its output buffer ended.
+sub output_lines
+{
+	my ($c) = @_;
+	my $out = PostgreSQL::Test::Utils::slurp_file("$c->{base}.out");
+	my @lines = split /\n/, $out, -1;
+	pop @lines;    # after the last newline: empty, or cut short
+	return @lines;
+}
+
 # Every answer the clients received: a list of { client, key, number }.
 sub answers
 {
 	my @answers;
 	for my $c (@_)
 	{
-		open my $fh, '<', "$c->{base}.out" or die "$c->{base}.out: $!";
-		while (my $line = <$fh>)
+		for my $line (output_lines($c))
 		{
-			chomp $line;
 			next unless $line =~ /^([^|]*)\|(\d+)$/;
 			push @answers,
 			  { client => $c->{client}, key => $1, number => $2 };
 		}
-		close $fh;
 	}
 	return \@answers;
 }
@@ -334,5 +342,125 @@ sub issued_mismatches
 		       ON l.invoice_no = a.no
 		WHERE a.no IS NULL OR l.invoice_no IS NULL});
 }
+
+# Tenants: series t1 .. t<n>, and the application's table app_tenant
+# (series text, no bigint) that one-step invoices go to.
+#
+# A client's script of $nrequests invoices, each in a random one of
+# $ntenants tenants' series: one-step ones (the number and the row of
+# app_tenant in one transaction) and keyed two-phase ones (reserve, then
+# confirm, each in its own transaction).  Lines printed: "O|series|no",
+# "R|series|key|no", "C|series|no".  Keys are "<tag>-c<client>-<i>".
+sub tenant_script
+{
+	my ($tag, $c, $ntenants, $nrequests) = @_;
+	my $script = '';
+	for my $i (1 .. $nrequests)
+	{
+		my $t = 't' . (1 + int(rand($ntenants)));
+		if (rand() < 0.5)
+		{
+			$script .= "INSERT INTO app_tenant VALUES ('$t', invoice_seq.next_invoice_no('$t'))"
+			  . " RETURNING 'O', series, no;\n";
+			next;
+		}
+		my $key = "$tag-c$c-$i";
+		$script .= "\\unset no\n"
+		  . "SELECT invoice_seq.reserve_invoice_no('$t', '$key') AS no \\gset\n"
+		  . "\\if :{?no}\n"
+		  . "\\echo R|$t|$key|:no\n"
+		  . "SELECT 'C', '$t', invoice_seq.confirm_invoice_no('$t', :no, 'ext-$key');\n"
+		  . "\\endif\n";
+	}
+	return $script;
+}
+
+# Every answer of the clients: a list of [ kind, series, key, no ].
+sub tenant_answers
+{
+	my @answers;
+	for my $c (@_)
+	{
+		for my $line (output_lines($c))
+		{
+			if ($line =~ /^([OC])\|(t\d+)\|(\d+)$/)
+			{
+				push @answers, [ $1, $2, '', $3 ];
+			}
+			elsif ($line =~ /^R\|(t\d+)\|([^|]+)\|(\d+)$/)
+			{
+				push @answers, [ 'R', $1, $2, $3 ];
+			}
+		}
+	}
+	return @answers;
+}
+
+# The invariants over every answer in @$all (from tenant_answers), per
+# tenant: every answered number is in the ledger, not merely free, with the
+# status and key of its answer; no number went to two invoices; every
+# tenant's ledger is dense; its issued one-step numbers are exactly its
+# rows of app_tenant; check_series is empty for every tenant.
+sub check_tenants
+{
+	my ($node, $all, $when) = @_;
+	my %entry;
+	for my $row (split /\n/, $node->safe_psql($db,
+		"SELECT series, invoice_no, status, coalesce(idempotency_key, ''), one_step"
+		  . " FROM invoice_seq.ledger WHERE series LIKE 't%'"))
+	{
+		my ($series, $no, $status, $key, $one_step) = split /\|/, $row;
+		my $e = $entry{"$series|$no"} //= { n => 0 };
+		$e->{n}++;
+		@$e{qw(status key one_step)} = ($status, $key, $one_step);
+	}
+	my (@missing, @wrong, @twice, %answered);
+	for my $a (@$all)
+	{
+		my ($kind, $series, $key, $no) = @$a;
+		my $e = $entry{"$series|$no"};
+		if (!$e || $e->{status} eq 'recyclable')
+		{
+			push @missing, "$kind $series $no";
+			next;
+		}
+		push @wrong, "$kind $series $no ($e->{status}, key '$e->{key}')"
+		  if ($kind eq 'O' && ($e->{status} ne 'issued' || $e->{one_step} ne 't'))
+		  || ($kind eq 'C' && $e->{status} ne 'issued')
+		  || ($kind eq 'R' && $e->{key} ne $key);
+		next if $kind eq 'C';
+		my $who = $kind eq 'O' ? 'one-step' : $key;
+		my $seen = $answered{"$series|$no"};
+		push @twice, "$series $no: $seen and $who" if defined $seen && $seen ne $who;
+		$answered{"$series|$no"} = $who;
+	}
+	is(scalar(@missing), 0, "$when: every answered number is in its tenant's ledger ("
+		  . scalar(@$all) . ' answers)') or diag 'missing: ' . first_ten(@missing);
+	is(scalar(@wrong), 0, "$when: each answer's entry has its status and key")
+	  or diag 'wrong: ' . first_ten(@wrong);
+	is(scalar(@twice), 0, "$when: no number of a tenant went to two invoices")
+	  or diag 'twice: ' . first_ten(@twice);
+	is($node->safe_psql($db, q{
+		SELECT count(*) FROM (
+		    SELECT series FROM invoice_seq.ledger WHERE series LIKE 't%' GROUP BY series
+		    HAVING count(*) <> max(invoice_no) OR count(DISTINCT invoice_no) <> count(*)
+		        OR min(invoice_no) <> 1) d}),
+		'0', "$when: every tenant's ledger is dense");
+	is($node->safe_psql($db, q{
+		SELECT count(*) FROM app_tenant a
+		FULL JOIN (SELECT series, invoice_no FROM invoice_seq.ledger
+		           WHERE series LIKE 't%' AND status = 'issued' AND one_step) l
+		       ON l.series = a.series AND l.invoice_no = a.no
+		WHERE a.no IS NULL OR l.invoice_no IS NULL}),
+		'0', "$when: each tenant's issued one-step numbers are its application rows");
+	is($node->safe_psql($db, q{
+		SELECT count(*) FROM invoice_seq.series_def d, invoice_seq.check_series(d.name) c
+		WHERE d.name LIKE 't%'}),
+		'0', "$when: check_series is empty for every tenant");
+	return;
+}
+
+# The first ten of a list, for a diagnostic.
+sub first_ten { return join(', ', grep { defined } @_[0 .. 9]); }
 
 1;

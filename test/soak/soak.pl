@@ -2,14 +2,18 @@
 # Soak: mixed load with random faults for SOAK_MINUTES (default 10), the
 # invariants checked after every fault.  Not part of CI: run test/soak.
 #
-# Each round starts 8 clients: 4 make keyed two-phase reservations (and
-# confirm some), 4 issue one-step invoices, half of them rolled back.
+# Each round starts 10 clients: 4 make keyed two-phase reservations (and
+# confirm some), 4 issue one-step invoices, half of them rolled back, all
+# in one series; 2 number random ones of SOAK_TENANTS (default 500) tenant
+# series, one-step and two-phase, on an allocator of 64 entries, so that
+# tenants are evicted and loaded all the time.
 # After a random 2 to 8 seconds one fault strikes, chosen at random:
 # SIGKILL of the sequencer, SIGKILL of a client backend, termination of
 # four client backends, or an immediate shutdown.  Then: every keyed answer
 # is in the ledger with its key, nothing was handed out twice, the ledger is
 # dense, the application's invoices are exactly the issued one-step numbers,
-# check_series finds no gap, and amcheck passes.
+# check_series finds no gap, and amcheck passes; and per tenant, the same
+# (InvoiceSeqTest::check_tenants).
 
 use strict;
 use warnings;
@@ -27,14 +31,17 @@ my $seed = $ENV{SOAK_SEED} || time;
 srand($seed);
 note "soak: $minutes minutes, seed $seed";
 
-my $node = InvoiceSeqTest::new_node('soak');
-$node->safe_psql('postgres', q{
+my $ntenants = $ENV{SOAK_TENANTS} // 500;
+my $node = InvoiceSeqTest::new_node('soak', conf => 'invoice_seq.max_periods = 64');
+$node->safe_psql('postgres', qq{
 	SELECT invoice_seq.create_series('S');
 	CREATE TABLE app_invoice (no bigint PRIMARY KEY, client text NOT NULL);
+	CREATE TABLE app_tenant (series text NOT NULL, no bigint NOT NULL, PRIMARY KEY (series, no));
+	SELECT count(invoice_seq.create_series('t' || i)) FROM generate_series(1, $ntenants) i;
 });
 
 my $deadline = time + 60 * $minutes;
-my (@keyed, %faults, $one_step_calls);
+my (@keyed, @tenant_answers, %faults, $one_step_calls);
 my $round = 0;
 
 sub busy_clients
@@ -92,6 +99,10 @@ while (time < $deadline)
 			  : "BEGIN;\nSELECT 'rolled-back', invoice_seq.next_invoice_no('S');\nROLLBACK;\n"
 		} 1 .. 20000;
 	}
+	push @scripts, map {
+		"SET application_name = 'soak_client';\n"
+		  . InvoiceSeqTest::tenant_script("t$round", $_, $ntenants, 20000)
+	} 9 .. 10;
 	my @clients = InvoiceSeqTest::start_scripts($node, "r$round", @scripts);
 	sleep(2 + int(rand(7)));
 
@@ -111,12 +122,14 @@ while (time < $deadline)
 	my ($count, $lost) = InvoiceSeqTest::check_invariants($node, 'S', \@keyed,
 		"round $round ($kind)");
 	is(InvoiceSeqTest::issued_mismatches($node, 'S', one_step => 1), '0', "round $round: the application's invoices are exactly the issued one-step numbers");
+	push @tenant_answers, InvoiceSeqTest::tenant_answers(@clients);
+	InvoiceSeqTest::check_tenants($node, \@tenant_answers, "round $round ($kind), tenants");
 }
 
 my $entries = $node->safe_psql('postgres',
 	"SELECT count(*) FROM invoice_seq.ledger WHERE series = 'S'");
-diag sprintf('soak: %d rounds in %d minutes; faults: %s; %d keyed answers, %d one-step calls, %d ledger entries; seed %s',
+diag sprintf('soak: %d rounds in %d minutes; faults: %s; %d keyed answers, %d one-step calls, %d ledger entries; %d answers in %d tenants; seed %s',
 	$round, $minutes, join(', ', map { "$faults{$_} x $_" } sort keys %faults),
-	scalar(@keyed), $one_step_calls, $entries, $seed);
+	scalar(@keyed), $one_step_calls, $entries, scalar(@tenant_answers), $ntenants, $seed);
 
 done_testing();
