@@ -344,8 +344,19 @@ sub issued_mismatches
 }
 
 # Tenants: series t1 .. t<n>, and the application's table app_tenant
-# (series text, no bigint) that one-step invoices go to.
-#
+# (series text, no bigint) that one-step invoices go to, both made by
+# create_tenants().
+sub create_tenants
+{
+	my ($node, $ntenants) = @_;
+	$node->safe_psql($db, qq{
+		CREATE TABLE app_tenant (series text NOT NULL, no bigint NOT NULL,
+		                         PRIMARY KEY (series, no));
+		SELECT count(invoice_seq.create_series('t' || i)) FROM generate_series(1, $ntenants) i;
+	});
+	return;
+}
+
 # A client's script of $nrequests invoices, each in a random one of
 # $ntenants tenants' series: one-step ones (the number and the row of
 # app_tenant in one transaction) and keyed two-phase ones (reserve, then
@@ -410,9 +421,7 @@ sub check_tenants
 		  . " FROM invoice_seq.ledger WHERE series LIKE 't%'"))
 	{
 		my ($series, $no, $status, $key, $one_step) = split /\|/, $row;
-		my $e = $entry{"$series|$no"} //= { n => 0 };
-		$e->{n}++;
-		@$e{qw(status key one_step)} = ($status, $key, $one_step);
+		$entry{"$series|$no"} = { status => $status, key => $key, one_step => $one_step };
 	}
 	my (@missing, @wrong, @twice, %answered);
 	for my $a (@$all)

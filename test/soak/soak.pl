@@ -33,12 +33,11 @@ note "soak: $minutes minutes, seed $seed";
 
 my $ntenants = $ENV{SOAK_TENANTS} // 500;
 my $node = InvoiceSeqTest::new_node('soak', conf => 'invoice_seq.max_periods = 64');
-$node->safe_psql('postgres', qq{
+$node->safe_psql('postgres', q{
 	SELECT invoice_seq.create_series('S');
 	CREATE TABLE app_invoice (no bigint PRIMARY KEY, client text NOT NULL);
-	CREATE TABLE app_tenant (series text NOT NULL, no bigint NOT NULL, PRIMARY KEY (series, no));
-	SELECT count(invoice_seq.create_series('t' || i)) FROM generate_series(1, $ntenants) i;
 });
+InvoiceSeqTest::create_tenants($node, $ntenants);
 
 my $deadline = time + 60 * $minutes;
 my (@keyed, @tenant_answers, %faults, $one_step_calls);

@@ -85,6 +85,21 @@ sub finish
 		'0', 'midnight: check_series finds no chronology problem');
 }
 
+# The ledger of $series is $statuses ("<no> <status>, ..."), and
+# check_series finds no problem in it.
+sub hole_voided
+{
+	my ($series, $statuses, $case, $what) = @_;
+	is($node->safe_psql('postgres', qq{
+		SELECT string_agg(invoice_no || ' ' || status, ', ' ORDER BY invoice_no)
+		FROM invoice_seq.ledger WHERE series = '$series'}),
+		$statuses, "$case: $what");
+	is($node->safe_psql('postgres',
+			"SELECT count(*) FROM invoice_seq.check_series('$series')"),
+		'0', "$case: check_series finds no problem");
+	return;
+}
+
 # 2. A hole after a restart.  Day 1: T1 holds 1 and T2 holds 2 while 3 is
 #    issued; T2 rolls back.  Day 2: the next call voids 2 (too old) and
 #    issues 4; then T1 rolls back.  After a restart, 1 is a hole below the
@@ -110,22 +125,16 @@ sub finish
 		SET invoice_seq.test_clock = '2026-03-03 09:30+00';
 		SELECT invoice_seq.next_invoice_no('CV2')});
 	is($issued, '5', 'after a restart: a day-1 hole below a day-1 number is not issued on day 2');
-	is($node->safe_psql('postgres', q{
-		SELECT string_agg(invoice_no || ' ' || status, ', ' ORDER BY invoice_no)
-		FROM invoice_seq.ledger WHERE series = 'CV2'}),
-		'1 voided, 2 voided, 3 issued, 4 issued, 5 issued',
-		'after a restart: the hole is voided instead');
-	is($node->safe_psql('postgres', q{SELECT count(*) FROM invoice_seq.check_series('CV2')}),
-		'0', 'after a restart: check_series finds no problem');
+	hole_voided('CV2', '1 voided, 2 voided, 3 issued, 4 issued, 5 issued',
+		'after a restart', 'the hole is voided instead');
 }
 
 # 2b. A hole below a reservation, after a restart.  Day 1: 1 is issued; T1
 #    holds 2 while 3 is reserved; T1 rolls back.  After a restart a take
 #    that rolls back loads 2 as free below the reservation.  3 is then
-#    confirmed on day 1; on day 2,
-#    2 must be voided, not issued below a number of day 1.  (A load that
-#    gave the hole a limit from the issued numbers above only, none here,
-#    issued it.)
+#    confirmed on day 1; on day 2, 2 must be voided, not issued below a
+#    number of day 1.  (A load that gave the hole a limit from the issued
+#    numbers above only, none here, issued it.)
 {
 	$node->safe_psql('postgres', q{
 		SELECT invoice_seq.create_series('CV3');
@@ -155,13 +164,8 @@ sub finish
 		SET invoice_seq.test_clock = '2026-03-03 09:00+00';
 		SELECT invoice_seq.next_invoice_no('CV3')}),
 		'4', 'hole below a reservation: on day 2 the next number is new');
-	is($node->safe_psql('postgres', q{
-		SELECT string_agg(invoice_no || ' ' || status, ', ' ORDER BY invoice_no)
-		FROM invoice_seq.ledger WHERE series = 'CV3'}),
-		'1 issued, 2 voided, 3 issued, 4 issued',
-		'hole below a reservation: the hole is voided');
-	is($node->safe_psql('postgres', q{SELECT count(*) FROM invoice_seq.check_series('CV3')}),
-		'0', 'hole below a reservation: check_series finds no problem');
+	hole_voided('CV3', '1 issued, 2 voided, 3 issued, 4 issued',
+		'hole below a reservation', 'the hole is voided');
 }
 
 # 3. Holders that commit while check_series() and verify_series() read a

@@ -29,10 +29,7 @@ my $nrequests = 1500;
 my $node = InvoiceSeqTest::new_node('tenants', conf => q{
 invoice_seq.max_periods = 32
 });
-$node->safe_psql('postgres', qq{
-	CREATE TABLE app_tenant (series text NOT NULL, no bigint NOT NULL, PRIMARY KEY (series, no));
-	SELECT count(invoice_seq.create_series('t' || i)) FROM generate_series(1, $ntenants) i;
-});
+InvoiceSeqTest::create_tenants($node, $ntenants);
 
 # --- (a) random tenants under faults ------------------------------------
 
@@ -63,7 +60,6 @@ sub round
 	InvoiceSeqTest::check_tenants($node, \@all, "after $tag");
 	return;
 }
-
 
 round('immediate', 1500, sub { $node->stop('immediate'); $node->start; });
 round('kill-backend', 1500, sub {
