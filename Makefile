@@ -25,6 +25,7 @@ OBJS = \
 	src/record.o \
 	src/remote.o \
 	src/request.o \
+	src/seal_due.o \
 	src/sequencer.o \
 	src/series.o \
 	src/util.o

@@ -46,6 +46,7 @@
 #include "utils/tuplestore.h"
 
 #include "chain.h"
+#include "seal_due.h"
 #include "series.h"
 #include "util.h"
 
@@ -300,11 +301,12 @@ read_entries(int32 series_id, const char *period, int64 from, int max)
 /*
  * Link the entries of a chain above its head, in number order, while each
  * is the next number and final; at most max_links.  Returns how many were
- * linked (0 if the chain's seal lock is busy and !wait).
+ * linked; *busy says whether the chain's seal lock was busy (only if
+ * !wait), and then nothing was.
  */
-int
-chain_seal(const InvoiceSeries *series, const char *period, int max_links,
-		   bool wait)
+static int
+seal_chain(const InvoiceSeries *series, const char *period, int max_links,
+		   bool wait, bool *busy)
 {
 	ChainHead	head;
 	ChainLink	link;
@@ -317,7 +319,8 @@ chain_seal(const InvoiceSeries *series, const char *period, int max_links,
 	Datum	   *links;
 	int			sealed = 0;
 
-	if (!seal_lock(series->id, period, wait))
+	*busy = !seal_lock(series->id, period, wait);
+	if (*busy)
 		return 0;
 	chain_head(series->id, period, &head);
 	next = head.sealed ? head.invoice_no + 1 : series->start_at;
@@ -350,6 +353,16 @@ chain_seal(const InvoiceSeries *series, const char *period, int max_links,
 	if (sealed == 0)
 		seal_unlock(series->id, period);
 	return sealed;
+}
+
+/* seal_chain(), for callers that need not know why nothing was linked. */
+int
+chain_seal(const InvoiceSeries *series, const char *period, int max_links,
+		   bool wait)
+{
+	bool		busy;
+
+	return seal_chain(series, period, max_links, wait, &busy);
 }
 
 /*
@@ -427,5 +440,49 @@ chain_seal_database(int max_links, int max_chains, bool *more)
 		resume_period[0] = '\0';
 	}
 	SPI_freetuptable(pairs);
+	return sealed;
+}
+
+/*
+ * Seal the chains that committed final entries since they were last sealed
+ * (seal_due.c), at most max_chains of them and max_links links per chain.
+ * A chain whose seal lock another process holds, or that has more than
+ * max_links to link, goes back on the list; so does every chain of the
+ * pass when an error ends it.  *more says whether to pass again at once.
+ * Returns how many links were made.
+ */
+int
+chain_seal_listed(int max_links, int max_chains, bool *more)
+{
+	SealDueKey *keys = palloc(sizeof(SealDueKey) * max_chains);
+	int			nkeys = seal_due_take(keys, max_chains);
+	int			sealed = 0;
+
+	*more = (nkeys == max_chains);
+	PG_TRY();
+	{
+		for (int done = 0; done < nkeys; done++)
+		{
+			InvoiceSeries series;
+			bool		busy = false;
+			int			n = 0;
+
+			if (series_lookup_by_id(keys[done].series_id, &series))
+				n = seal_chain(&series, keys[done].period, max_links, false, &busy);
+			sealed += n;
+			if (busy || n == max_links)
+				seal_due_put_back(&keys[done]);
+			*more |= (n == max_links);
+		}
+	}
+	PG_CATCH();
+	{
+		/* every link of the pass rolls back with it */
+		for (int i = 0; i < nkeys; i++)
+			seal_due_put_back(&keys[i]);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	pfree(keys);
 	return sealed;
 }

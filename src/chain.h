@@ -65,6 +65,7 @@ extern int	chain_seal(const InvoiceSeries *series, const char *period,
 					   int max_links, bool wait);
 extern void chain_seal_to_end(const InvoiceSeries *series, const char *period);
 extern int	chain_seal_database(int max_links, int max_chains, bool *more);
+extern int	chain_seal_listed(int max_links, int max_chains, bool *more);
 extern void chain_head(int32 series_id, const char *period, ChainHead *head);
 
 #endif							/* INVOICE_SEQ_CHAIN_H */

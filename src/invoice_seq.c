@@ -20,6 +20,7 @@
 #include "ledger_am.h"
 #include "pg_version_compat.h"
 #include "request.h"
+#include "seal_due.h"
 #include "series.h"
 
 INVOICE_SEQ_MODULE_MAGIC;
@@ -201,6 +202,7 @@ invoice_seq_shmem_request(void)
 	RequestAddinShmemSpace(request_shmem_size());
 	RequestAddinShmemSpace(alloc_shmem_size());
 	RequestAddinShmemSpace(series_shmem_size());
+	RequestAddinShmemSpace(seal_due_shmem_size());
 	RequestNamedLWLockTranche("invoice_seq", 1);
 }
 
@@ -214,6 +216,7 @@ invoice_seq_shmem_startup(void)
 	request_shmem_init();
 	alloc_shmem_init();
 	series_shmem_init();
+	seal_due_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -51,6 +51,7 @@
 
 #include "invoice_seq.h"
 #include "launch.h"
+#include "seal_due.h"
 
 #define ISEQ_START_TIMEOUT_MS	10000	/* a start that never attached */
 #define ISEQ_RESTART_DELAY_MS	1000	/* after an exit on an error */
@@ -537,6 +538,8 @@ launch_process_utility(PlannedStmt *pstmt, const char *queryString,
 		release_database(dboid, dropped || claimed);
 	}
 	PG_END_TRY();
+	if (dropped)
+		seal_due_forget_database(dboid);
 }
 
 PG_FUNCTION_INFO_V1(invoice_seq_start_sequencer);

@@ -47,6 +47,7 @@
 #include "ledger.h"
 #include "ledger_am.h"
 #include "preset.h"
+#include "seal_due.h"
 #include "series.h"
 #include "util.h"
 
@@ -222,6 +223,8 @@ ledger_insert(const NewEntry *e)
 		int			rc = invoice_seq_execute(plan, values, nulls, false, 0);
 
 		invoice_seq_spi_check(rc, SPI_OK_INSERT, "recording the number");
+		if (e->status != ENTRY_RESERVED)
+			seal_due_note(e->series->id, e->period);
 	}
 	PG_CATCH();
 	{
@@ -1146,6 +1149,7 @@ apply_transition(const TransitionArgs *a, const InvoiceSeries *series,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("invoice_seq: updating %s changed " UINT64_FORMAT " rows",
 						label, SPI_processed)));
+	seal_due_note(series->id, period);
 }
 
 /*

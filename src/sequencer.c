@@ -54,6 +54,7 @@
 #include "launch.h"
 #include "ledger.h"
 #include "request.h"
+#include "seal_due.h"
 #include "sequencer.h"
 #include "series.h"
 #include "util.h"
@@ -99,10 +100,23 @@ static TimestampTz next_seal = 0;
 #define ISEQ_SEAL_INTERVAL_MS	1000
 #define ISEQ_SEAL_LOCK_TIMEOUT	"50ms"
 
+/*
+ * A pass seals the chains listed as having new final entries (seal_due.c).
+ * A sweep, pass after pass, looks at every chain of the ledger instead: at
+ * start, after the list overflowed, and every ISEQ_SWEEP_INTERVAL_MS for
+ * what no list holds (a restore, a prepared transaction).
+ */
+#define ISEQ_SWEEP_INTERVAL_MS	(10 * 60 * 1000)
+
+static bool sweeping = true;	/* a sweep is under way */
+static uint64 sweep_overflows = 0;	/* seal_due_overflows() when it began */
+static TimestampTz last_sweep = 0;	/* when the last one ended */
+
 static void sequencer_sigint(SIGNAL_ARGS);
 static bool idle_for(long *timeout);
 static bool seal_due(void);
 static int	seal_pass(bool *more);
+static int	seal_chains(bool *more);
 static void sequencer_configure(void);
 static void sequencer_detach(int code, Datum arg);
 static int	take_requests(void);
@@ -164,12 +178,19 @@ invoice_seq_sequencer_main(Datum main_arg)
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		/* what we read and wrote, for autovacuum and pg_stat_user_tables */
+		(void) pgstat_report_stat(false);
 
 		if (ConfigReloadPending)
 		{
+			bool		was_sealing = invoice_seq_sealing;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			sequencer_configure();
+			/* what changed while sealing was off: the list may have overflowed */
+			if (invoice_seq_sealing && !was_sealing)
+				sweeping = true;
 		}
 
 		/* Requests that arrived during a batch are taken at once. */
@@ -215,6 +236,39 @@ seal_due(void)
 }
 
 /*
+ * Seal the listed chains, or the next chains of a sweep; see
+ * ISEQ_SWEEP_INTERVAL_MS.  The list is read after the sweep's beginning is
+ * decided, so that a chain listed before a sweep is sealed either by the
+ * sweep or from the list.
+ */
+static int
+seal_chains(bool *more)
+{
+	int			sealed;
+
+	if (!sweeping &&
+		(seal_due_overflows() != sweep_overflows ||
+		 TimestampDifferenceExceeds(last_sweep, GetCurrentTimestamp(),
+									ISEQ_SWEEP_INTERVAL_MS)))
+	{
+		sweeping = true;
+		sweep_overflows = seal_due_overflows();
+	}
+	if (!sweeping)
+		return chain_seal_listed(ISEQ_SEAL_BATCH, ISEQ_SEAL_CHAINS, more);
+
+	sealed = chain_seal_database(ISEQ_SEAL_BATCH, ISEQ_SEAL_CHAINS, more);
+	if (!*more)
+	{
+		sweeping = false;
+		last_sweep = GetCurrentTimestamp();
+	}
+	/* the listed chains come after the sweep */
+	*more = true;
+	return sealed;
+}
+
+/*
  * Seal the database's chains (chain.c), at most ISEQ_SEAL_BATCH links per
  * chain and ISEQ_SEAL_CHAINS chains, in a transaction of its own.  Returns
  * how many links were made; *more says whether chains were left for the
@@ -247,7 +301,7 @@ seal_pass(bool *more)
 		{
 			pgstat_report_activity(STATE_RUNNING, "sealing the ledger's chains");
 			invoice_seq_check_schema_version();
-			sealed = chain_seal_database(ISEQ_SEAL_BATCH, ISEQ_SEAL_CHAINS, more);
+			sealed = seal_chains(more);
 		}
 		PopActiveSnapshot();
 		SPI_finish();
