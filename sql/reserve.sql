@@ -44,8 +44,11 @@ SELECT invoice_no, status FROM invoice_seq.reserve_invoice('INV', 'order-1');
 -- A key whose number was voided is refused: a dead result is never handed
 -- back, and no new number is allocated under it.
 SELECT invoice_seq.void_invoice_no('INV', 7, 'integrator rejected');
+-- (expect_error runs it in a subtransaction, so the sequencer answers; the
+-- plain statement is answered by the caller's backend, with the same code)
 SELECT expect_error($$SELECT invoice_seq.reserve_invoice_no('INV', 'order-2')$$);
 SELECT invoice_seq.reserve_invoice_no('INV', 'order-2');
+\echo :LAST_ERROR_SQLSTATE
 SELECT invoice_seq.reserve_invoice_no('INV', 'order-2-attempt-2');
 
 -- Key length: 1 to 255 bytes.

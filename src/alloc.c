@@ -56,6 +56,7 @@
 #include "chain.h"
 #include "pg_version_compat.h"
 #include "series.h"
+#include "sqlstate.h"
 #include "util.h"
 
 typedef struct AllocKey
@@ -802,7 +803,7 @@ period_closed_error(AllocEntry *entry, const InvoiceSeries *series,
 	if (entry != NULL)
 		dshash_release_lock(alloc_hash, entry);
 	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			(errcode(ERRCODE_ISEQ_PERIOD_CLOSED),
 			 errmsg("%s is closed", period_label(series->name, period)),
 			 errdetail("invoice_seq.close_period() closed it; it takes no more numbers.")));
 }

@@ -35,6 +35,7 @@
 #include "chain.h"
 #include "ledger.h"
 #include "series.h"
+#include "sqlstate.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_close_period);
@@ -227,7 +228,7 @@ invoice_seq_close_period(PG_FUNCTION_ARGS)
 
 	if (invoice_seq_period_closed(series.id, period))
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				(errcode(ERRCODE_ISEQ_PERIOD_CLOSED),
 				 errmsg("%s is already closed", period_label(series.name, period))));
 	refuse_reserved(&series, period, period_label(series.name, period));
 	(void) void_free_numbers(&series, period,

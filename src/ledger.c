@@ -49,6 +49,7 @@
 #include "preset.h"
 #include "seal_due.h"
 #include "series.h"
+#include "sqlstate.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_confirm_invoice_no);
@@ -581,7 +582,7 @@ ledger_find_key(const InvoiceSeries *series, const char *key,
 
 	if (result->status == ENTRY_VOIDED)
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				(errcode(ERRCODE_ISEQ_KEY_VOIDED),
 				 errmsg("idempotency key \"%s\" belongs to voided %s",
 						key, number_label(series->name, result->period,
 										  result->invoice_no)),
@@ -1062,7 +1063,7 @@ check_transition(const TransitionArgs *a, const LockedEntry *locked,
 
 	if (locked->status == ENTRY_VOIDED)
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				(errcode(ERRCODE_ISEQ_NUMBER_VOIDED),
 				 errmsg("cannot %s %s: it is voided", verb, label),
 				 errdetail("A voided number stays voided.")));
 
@@ -1081,20 +1082,20 @@ check_transition(const TransitionArgs *a, const LockedEntry *locked,
 
 	if (a->kind == TRANSITION_VOID)
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				(errcode(ERRCODE_ISEQ_NUMBER_ISSUED),
 				 errmsg("cannot void %s: it is issued", label),
 				 errhint("An issued invoice is cancelled with a credit note.")));
 
 	if (!same_digest(a->app_digest, locked->app_digest))
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				(errcode(ERRCODE_ISEQ_NUMBER_ISSUED),
 				 errmsg("%s is already issued with a different app_digest", label)));
 	if ((a->text == NULL && locked->external_ref == NULL) ||
 		(a->text != NULL && locked->external_ref != NULL &&
 		 strcmp(a->text, locked->external_ref) == 0))
 		return false;
 	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			(errcode(ERRCODE_ISEQ_NUMBER_ISSUED),
 			 errmsg("%s is already issued with a different external_ref", label),
 			 locked->external_ref ?
 			 errdetail("It was confirmed with external_ref \"%s\".", locked->external_ref) :
@@ -1196,7 +1197,7 @@ ledger_transition(FunctionCallInfo fcinfo, Transition kind)
 	/* a closed period's record is final; refuse even harmless retries */
 	if (invoice_seq_period_closed(series.id, period))
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				(errcode(ERRCODE_ISEQ_PERIOD_CLOSED),
 				 errmsg("cannot %s %s: its period is closed", transition_verb(kind), label)));
 	if (check_transition(&a, &locked, label))
 	{
@@ -1206,7 +1207,7 @@ ledger_transition(FunctionCallInfo fcinfo, Transition kind)
 			conflict = chronology_conflict(&series, period, a.invoice_no, now);
 		if (conflict != NULL)
 			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					(errcode(ERRCODE_ISEQ_OUT_OF_ORDER),
 					 errmsg("cannot confirm %s now: the series is chronological", label),
 					 errdetail_internal("%s", conflict),
 					 errhint("Void the number with invoice_seq.void_invoice_no(), and issue the invoice under a new number.")));

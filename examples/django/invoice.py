@@ -46,8 +46,8 @@ def classify(e):
         return SAME_KEY  # the connection died: we never saw the answer
     if sqlstate == "40003":
         return SAME_KEY  # statement completion unknown: same as a lost answer
-    if sqlstate == "55000" and "belongs to voided" in str(e):
-        return NEW_KEY   # that attempt is dead: never hand its number back
+    if sqlstate == "55I01":
+        return NEW_KEY   # the key's number was voided: that attempt is over
     if sqlstate in ("40001", "40P01"):
         return RETRY_TX
     return FAIL

@@ -30,7 +30,7 @@ function classify(err) {
   if (!(err instanceof DatabaseError)) return SAME_KEY; // connection lost
   switch (err.code) {
     case '40003': return SAME_KEY; // statement completion unknown
-    case '55000': return /belongs to voided/.test(err.message) ? NEW_KEY : FAIL;
+    case '55I01': return NEW_KEY; // the key's number was voided: that attempt is over
     case '40001': case '40P01': return RETRY_TX;
     default: return FAIL;
   }

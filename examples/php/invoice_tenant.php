@@ -24,7 +24,7 @@ function classify(PDOException $e): string
     }
     return match ($state) {
         '40003' => SAME_KEY,  // statement completion unknown
-        '55000' => str_contains($e->getMessage(), 'belongs to voided') ? NEW_KEY : FAIL,
+        '55I01' => NEW_KEY,   // the key's number was voided: that attempt is over
         '40001', '40P01' => RETRY_TX,
         default => FAIL,
     };

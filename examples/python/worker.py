@@ -46,8 +46,8 @@ def classify(e):
         return SAME_KEY  # the connection died: we never saw the answer
     if e.sqlstate == "40003":
         return SAME_KEY  # statement completion unknown: same as a lost answer
-    if e.sqlstate == "55000" and "belongs to voided" in (e.diag.message_primary or ""):
-        return NEW_KEY   # that attempt is dead: never hand its number back
+    if e.sqlstate == "55I01":
+        return NEW_KEY   # the key's number was voided: that attempt is over
     if e.sqlstate in ("40001", "40P01"):
         return RETRY_TX  # serialization failure, deadlock
     return FAIL

@@ -439,9 +439,9 @@ sub numbering_error
 	my ($self, $series, $state, $err, $period) = @_;
 	my $id = $series . "\t" . ($period // $self->period_now($series));
 	return 'abort' if $state eq '40P01';
-	return 'abort' if $state eq '55000' && $err =~ /is closed/
+	return 'abort' if $state eq '55I04'
 	  && (exists $self->{closed}->{$id} || $self->{closing}->{$id});
-	return 'abort' if $state eq '55000' && $err =~ /belongs to voided/;
+	return 'abort' if $state eq '55I01';
 	# a series whose drop_series() returned, in a transaction that may commit
 	return 'abort' if $state eq '42704' && $self->{series}->{$series}->{dropping};
 	return undef;
@@ -589,7 +589,7 @@ sub op_known_key
 			  },
 			  error => sub {
 				  my ($st, $e) = @_;
-				  return 'abort' if $st eq '55000' && $e =~ /belongs to voided/;
+				  return 'abort' if $st eq '55I01';
 				  return $error->($st, $e);
 			  } });
 		unshift @script, { sql => 'BEGIN' } if $in_block;
@@ -609,8 +609,9 @@ sub op_known_key
 		{ sql => $sql,
 		  error => sub {
 			  my ($st, $e) = @_;
-			  # refused in date order, voided, closed: the application voids or gives up
-			  return 'abort' if $st eq '55000' && $e =~ /chronological|voided|is issued|closed/;
+			  # voided, issued, closed, refused in date order: the application
+			  # voids or gives up
+			  return 'abort' if $st =~ /^55I0[2-5]$/;
 			  return $error->($st, $e);
 		  } },
 		{ sql => 'SELECT 1', ok => sub { $self->{hot}->{$id} = 1; 'next' } },
@@ -779,12 +780,12 @@ sub op_close
 		{ sql => "SELECT count(invoice_seq.void_invoice_no('$series', invoice_no, 'reconciled', '$period'))"
 			. " FROM invoice_seq.ledger WHERE series = '$series' AND period = '$period' AND status = 'reserved'",
 		  # a confirm, a void or another closing that committed since
-		  error => sub { $_[0] eq '40P01' || ($_[0] eq '55000' && $_[1] =~ /is issued|is voided|is closed/) ? 'abort' : undef } },
+		  error => sub { $_[0] eq '40P01' || $_[0] =~ /^55I0[234]$/ ? 'abort' : undef } },
 		{ sql => "SELECT last_no FROM invoice_seq.close_period('$series', '$period', 'random close')",
 		  ok => sub { $last = $_[0]->[0]->[0] // 0; $self->{closing}->{$id} = 1; 'next' },
 		  error => sub {
 			  my ($st, $e) = @_;
-			  return 'abort' if $st eq '40P01' || ($st eq '55000' && $e =~ /reserved|already closed/);
+			  return 'abort' if $st eq '40P01' || $st eq '55I04' || ($st eq '55000' && $e =~ /reserved/);
 			  return undef;
 		  } },
 		{ sql => 'SAVEPOINT after_close' },
@@ -794,7 +795,7 @@ sub op_close
 				  . " $_[0]->[0]->[0] after closing it");
 			  'abort';
 		  },
-		  error => sub { $_[0] eq '55000' && $_[1] =~ /is closed/ ? 'next' : undef } },
+		  error => sub { $_[0] eq '55I04' ? 'next' : undef } },
 		{ sql => 'ROLLBACK TO SAVEPOINT after_close' },
 		{ sql => $commit ? 'COMMIT' : 'ROLLBACK',
 		  ok => sub {
