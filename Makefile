@@ -23,6 +23,7 @@ OBJS = \
 	src/number.o \
 	src/preset.o \
 	src/record.o \
+	src/record_guard.o \
 	src/remote.o \
 	src/request.o \
 	src/seal_due.o \
@@ -39,9 +40,9 @@ endif
 
 EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql \
-	invoice_seq--1.2--1.3.sql invoice_seq--1.3--1.4.sql
+	invoice_seq--1.2--1.3.sql invoice_seq--1.3--1.4.sql invoice_seq--1.4--1.5.sql
 
-REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets callers closing
+REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets callers closing guards
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 

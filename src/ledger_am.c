@@ -21,10 +21,9 @@
  * A ProcessUtility hook refuses the utility commands that would get around
  * it: TRUNCATE (with a clear message), ALTER TABLE ... SET ACCESS METHOD away
  * from invoice_ledger, and DROP ... CASCADE of the extension, its schema or
- * the access method while other tables use it.  An object access hook
- * refuses to drop the extension's ledger, by whatever command, while it
- * holds numbers that were handed out, unless the DBA has named an archive
- * copy of it (invoice_seq.ledger_archive).
+ * the access method while other tables use it.  It and an object access
+ * hook then ask record_guard.c, which keeps the tables of the legal record
+ * themselves from being dropped, renamed, moved or altered.
  *
  * heap_getnext() refuses to run on a relation whose rd_tableam is not heap's
  * own routine struct, and heap's index build, index validation and
@@ -60,6 +59,7 @@
 
 #include "ledger_am.h"
 #include "pg_version_compat.h"
+#include "record_guard.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(invoice_seq_ledger_handler);
@@ -177,18 +177,6 @@ slot_is_permitted_entry(TupleTableSlot *slot, bool old_version)
 	return !old_version || slot_is_reserved(slot);
 }
 
-/*
- * Is this backend running one of invoice_seq's own update scripts (ALTER
- * EXTENSION invoice_seq UPDATE)?  They may make the transitions that the
- * functions make, on any entry.
- */
-static bool
-running_update_script(void)
-{
-	return creating_extension &&
-		CurrentExtensionObject == get_extension_oid("invoice_seq", true);
-}
-
 static TM_Result
 ledger_tuple_delete(Relation rel, ItemPointer tid, CommandId cid,
 					Snapshot snapshot, Snapshot crosscheck, bool wait,
@@ -210,7 +198,7 @@ ledger_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 
 	if (!is_extension_ledger(rel))
 		refuse(rel, "update", INSERT_ONLY_DETAIL);
-	by_script = running_update_script();
+	by_script = invoice_seq_running_own_script();
 	if (!by_script && (!permitted.active || !slot_is_permitted_entry(slot, false)))
 		refuse(rel, "update",
 			   TRANSITIONS_ONLY_DETAIL);
@@ -403,64 +391,7 @@ check_cascade(void)
 	SPI_finish();
 }
 
-/*
- * Dropping the ledger, whichever command does it (DROP EXTENSION, DROP
- * SCHEMA ... CASCADE, DROP OWNED ...), is refused while it holds any number
- * that was handed out, unless invoice_seq.ledger_archive names a table with
- * at least as many rows (the DBA's copy).
- */
-static void
-check_drop_ledger(Oid ledger)
-{
-	int64		entries;
-	int64		archived = -1;
-	Oid			archive = InvalidOid;
-	int			rc;
-	bool		isnull;
-
-	SPI_connect();
-	rc = SPI_execute("SELECT pg_catalog.count(*) FROM invoice_seq.ledger_entry",
-					 true, 0);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "counting ledger entries");
-	entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-
-	if (entries > 0 && invoice_seq_ledger_archive != NULL &&
-		invoice_seq_ledger_archive[0] != '\0')
-	{
-		List	   *names = stringToQualifiedNameList(invoice_seq_ledger_archive, NULL);
-
-		archive = RangeVarGetRelid(makeRangeVarFromNameList(names),
-								   AccessShareLock, true);
-		if (OidIsValid(archive) && archive != ledger)
-		{
-			/* names from the catalog, quoted: no SQL is built from input */
-			char	   *query = psprintf("SELECT pg_catalog.count(*) FROM %s",
-										 quote_qualified_identifier(get_namespace_name(get_rel_namespace(archive)),
-																	get_rel_name(archive)));
-
-			rc = SPI_execute(query, true, 0);
-			invoice_seq_spi_check(rc, SPI_OK_SELECT, "counting archived entries");
-			archived = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1,
-												   &isnull));
-		}
-	}
-	SPI_finish();
-
-	if (entries > 0 && archived < entries)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot drop the invoice_seq ledger: it holds " INT64_FORMAT " numbers that were handed out",
-						entries),
-				 OidIsValid(archive) ?
-				 errdetail("The archive table \"%s\" named by invoice_seq.ledger_archive holds " INT64_FORMAT " rows.",
-						   invoice_seq_ledger_archive, Max(archived, 0)) :
-				 errdetail("Dropping the extension, its schema or the table would drop the legal record of every invoice number."),
-				 errhint("If you really mean it, archive the ledger first: CREATE TABLE ledger_archive AS SELECT * FROM invoice_seq.ledger; then SET invoice_seq.ledger_archive = 'ledger_archive' and drop it again.")));
-}
-
-/* Is the object about to be dropped the extension's ledger? */
+/* A table about to be dropped: the record's tables are guarded. */
 static void
 ledger_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 					 int subId, void *arg)
@@ -469,20 +400,101 @@ ledger_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		prev_object_access(access, classId, objectId, subId, arg);
 
 	if (access == OAT_DROP && classId == RelationRelationId && subId == 0)
-	{
-		Oid			nspid = get_namespace_oid("invoice_seq", true);
+		record_guard_object_drop(objectId);
+}
 
-		if (OidIsValid(nspid) &&
-			objectId == get_relname_relid("ledger_entry", nspid))
-			check_drop_ledger(objectId);
+/* TRUNCATE: the access method refuses it too; this gives a clearer message. */
+static void
+refuse_truncate(TruncateStmt *stmt)
+{
+	Oid			am = ledger_am_oid();
+	ListCell   *lc;
+
+	foreach(lc, stmt->relations)
+	{
+		RangeVar   *rv = lfirst_node(RangeVar, lc);
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+		if (OidIsValid(am) && OidIsValid(relid) && relation_am(relid) == am)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot truncate table \"%s\"", rv->relname),
+					 errdetail(INSERT_ONLY_DETAIL)));
+	}
+}
+
+/* ALTER TABLE ... SET ACCESS METHOD away from invoice_ledger. */
+static void
+refuse_set_access_method(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+		Oid			am;
+		Oid			relid;
+
+		if (cmd->subtype != AT_SetAccessMethod ||
+			(cmd->name != NULL && strcmp(cmd->name, "invoice_ledger") == 0))
+			continue;
+		am = ledger_am_oid();
+		relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+		if (OidIsValid(am) && OidIsValid(relid) && relation_am(relid) == am)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot change the access method of table \"%s\"",
+							stmt->relation->relname),
+					 errdetail("It uses the invoice_ledger access method, which keeps its rows from being deleted or changed.")));
 	}
 }
 
 /*
- * Refuse the utility commands that would get around invoice_ledger: TRUNCATE
- * (the access method refuses it too; this gives the clearer message), SET
- * ACCESS METHOD away from it, and a DROP ... CASCADE that would drop tables
- * using it.
+ * DROP ... CASCADE of the extension, its schema or the access method, while
+ * other tables use invoice_ledger.
+ */
+static void
+refuse_cascade(DropStmt *stmt)
+{
+	const char *name;
+	ListCell   *lc;
+
+	if (stmt->behavior != DROP_CASCADE)
+		return;
+	if (stmt->removeType == OBJECT_EXTENSION || stmt->removeType == OBJECT_SCHEMA)
+		name = "invoice_seq";
+	else if (stmt->removeType == OBJECT_ACCESS_METHOD)
+		name = "invoice_ledger";
+	else
+		return;
+	foreach(lc, stmt->objects)
+	{
+		if (IsA(lfirst(lc), String) &&
+			strcmp(strVal(lfirst(lc)), name) == 0 &&
+			OidIsValid(ledger_am_oid()))
+			check_cascade();
+	}
+}
+
+static void
+next_process_utility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
+/*
+ * Refuse the utility commands that would get around invoice_ledger on any
+ * table, then those that would change the tables of the legal record
+ * (record_guard.c).  A DROP EXTENSION whose archive is verified runs with
+ * the record's drops permitted.
  */
 static void
 ledger_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -491,86 +503,31 @@ ledger_process_utility(PlannedStmt *pstmt, const char *queryString,
 					   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-	Oid			am = InvalidOid;
 
-	switch (nodeTag(parsetree))
+	if (IsA(parsetree, TruncateStmt))
+		refuse_truncate((TruncateStmt *) parsetree);
+	else if (IsA(parsetree, AlterTableStmt))
+		refuse_set_access_method((AlterTableStmt *) parsetree);
+	else if (IsA(parsetree, DropStmt))
+		refuse_cascade((DropStmt *) parsetree);
+
+	if (!record_guard_utility(parsetree))
 	{
-		case T_TruncateStmt:
-			{
-				ListCell   *lc;
-
-				am = ledger_am_oid();
-				foreach(lc, ((TruncateStmt *) parsetree)->relations)
-				{
-					RangeVar   *rv = lfirst_node(RangeVar, lc);
-					Oid			relid = RangeVarGetRelid(rv, NoLock, true);
-
-					if (OidIsValid(am) && OidIsValid(relid) && relation_am(relid) == am)
-						ereport(ERROR,
-								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-								 errmsg("cannot truncate table \"%s\"", rv->relname),
-								 errdetail(INSERT_ONLY_DETAIL)));
-				}
-				break;
-			}
-		case T_AlterTableStmt:
-			{
-				AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
-				ListCell   *lc;
-
-				foreach(lc, stmt->cmds)
-				{
-					AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
-					Oid			relid;
-
-					if (cmd->subtype != AT_SetAccessMethod ||
-						(cmd->name != NULL && strcmp(cmd->name, "invoice_ledger") == 0))
-						continue;
-					am = ledger_am_oid();
-					relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-					if (OidIsValid(am) && OidIsValid(relid) && relation_am(relid) == am)
-						ereport(ERROR,
-								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-								 errmsg("cannot change the access method of table \"%s\"",
-										stmt->relation->relname),
-								 errdetail("It uses the invoice_ledger access method, which keeps its rows from being deleted or changed.")));
-				}
-				break;
-			}
-		case T_DropStmt:
-			{
-				DropStmt   *stmt = (DropStmt *) parsetree;
-				const char *name;
-				ListCell   *lc;
-
-				if (stmt->behavior != DROP_CASCADE)
-					break;
-				if (stmt->removeType == OBJECT_EXTENSION ||
-					stmt->removeType == OBJECT_SCHEMA)
-					name = "invoice_seq";
-				else if (stmt->removeType == OBJECT_ACCESS_METHOD)
-					name = "invoice_ledger";
-				else
-					break;
-				foreach(lc, stmt->objects)
-				{
-					if (IsA(lfirst(lc), String) &&
-						strcmp(strVal(lfirst(lc)), name) == 0 &&
-						OidIsValid(ledger_am_oid()))
-						check_cascade();
-				}
-				break;
-			}
-		default:
-			break;
-	}
-
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context,
+		next_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+		return;
+	}
+	record_guard_permit_drop(true);
+	PG_TRY();
+	{
+		next_process_utility(pstmt, queryString, readOnlyTree, context,
+							 params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		record_guard_permit_drop(false);
+	}
+	PG_END_TRY();
 }
 
 void

@@ -15,6 +15,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "catalog/pg_namespace.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -31,7 +32,7 @@
  * The version of the extension's SQL objects this library works with: the
  * control file's default_version.  Raise both with every schema change.
  */
-#define ISEQ_SCHEMA_VERSION "1.4"
+#define ISEQ_SCHEMA_VERSION "1.5"
 
 /*
  * The role that owns the extension's objects: the owner of its schema, which
@@ -103,6 +104,17 @@ invoice_seq_check_schema_version(void)
 						ISEQ_SCHEMA_VERSION, version),
 				 errhint("Run ALTER EXTENSION invoice_seq UPDATE.")));
 	checked = (version != NULL);
+}
+
+/*
+ * Is this backend running one of invoice_seq's own scripts (CREATE or
+ * ALTER EXTENSION invoice_seq)?  They may change what nothing else may.
+ */
+bool
+invoice_seq_running_own_script(void)
+{
+	return creating_extension &&
+		CurrentExtensionObject == get_extension_oid("invoice_seq", true);
 }
 
 /*

@@ -16,6 +16,7 @@
 #include "invoice_seq.h"
 
 extern void invoice_seq_check_schema_version(void);
+extern bool invoice_seq_running_own_script(void);
 extern Oid	invoice_seq_owner(void);
 extern void invoice_seq_become_owner(Oid *save_userid, int *save_sec_context);
 extern SPIPlanPtr invoice_seq_plan(SPIPlanPtr *cache, const char *sql,

@@ -46,13 +46,13 @@ my $before = $node->safe_psql('postgres', q{
 
 # The new library refuses to work on the old objects, and says what to do.
 my ($ret, $out, $err) = $node->psql('postgres', "SELECT invoice_seq.reserve_invoice_no('OLD')");
-like($err, qr/library version 1\.4 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
+like($err, qr/library version 1\.5 cannot use extension objects of version 1\.0.*\n.*ALTER EXTENSION invoice_seq UPDATE/,
 	'before the update, the API says to run ALTER EXTENSION UPDATE');
 
 $node->safe_psql('postgres', 'ALTER EXTENSION invoice_seq UPDATE');
 is($node->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'invoice_seq'"),
-	'1.4', 'the extension is at 1.4');
+	'1.5', 'the extension is at 1.5');
 
 is( $node->safe_psql('postgres', q{
 		SELECT string_agg(format('%s %s %s %s', invoice_no, display_no, status, idempotency_key),
@@ -148,7 +148,7 @@ $node->safe_psql('v12', q{
 	FROM invoice_seq.series_def s;
 });
 ($ret, $out, $err) = $node->psql('v12', 'SELECT * FROM invoice_seq.stats');
-like($err, qr/library version 1\.4 cannot use extension objects of version 1\.2/,
+like($err, qr/library version 1\.5 cannot use extension objects of version 1\.2/,
 	'from 1.2: before the update, stats says to run ALTER EXTENSION UPDATE');
 $node->safe_psql('v12', 'ALTER EXTENSION invoice_seq UPDATE');
 is( $node->safe_psql('v12',
