@@ -45,6 +45,30 @@ FROM invoice_seq.ledger WHERE series = 'CL';
 SELECT * FROM invoice_seq.verify_series('CL', '2026-01');
 SELECT * FROM invoice_seq.check_series('CL');
 
+-- verify_series checks the closing against the ledger and its chain.  A
+-- superuser who rewrites the catalog can rewrite a closing (here: the
+-- access method switched to heap for the UPDATE), or slip an entry into a
+-- closed period (INSERT is what the ledger allows): both are reported.
+BEGIN;
+UPDATE pg_class SET relam = (SELECT oid FROM pg_am WHERE amname = 'heap')
+WHERE oid = 'invoice_seq.period_close'::regclass;
+UPDATE invoice_seq.period_close SET issued = issued - 1, last_no = last_no - 1
+WHERE period = '2026-01' AND series_id = (SELECT id FROM invoice_seq.series_def WHERE name = 'CL');
+UPDATE pg_class SET relam = (SELECT oid FROM pg_am WHERE amname = 'invoice_ledger')
+WHERE oid = 'invoice_seq.period_close'::regclass;
+SELECT invoice_no, problem, regexp_replace(detail, '[0-9a-f]{64}', '<link>', 'g') AS detail
+FROM invoice_seq.verify_series('CL', '2026-01');
+ROLLBACK;
+BEGIN;
+INSERT INTO invoice_seq.ledger_entry (series_id, period, invoice_no, display_no, status,
+    reserved_at, reserved_by, confirmed_at, confirmed_by)
+SELECT id, '2026-01', 4, 'C202601-4', 'issued', now(), 'forger', now(), 'forger'
+FROM invoice_seq.series_def WHERE name = 'CL';
+SELECT invoice_no, problem, regexp_replace(detail, '[0-9a-f]{64}', '<link>', 'g') AS detail
+FROM invoice_seq.verify_series('CL', '2026-01');
+ROLLBACK;
+SELECT * FROM invoice_seq.verify_series('CL', '2026-01');
+
 -- A closing inside a savepoint that rolls back: also undone.
 SELECT invoice_seq.create_series('SP', reset => 'monthly', format => 'S{YYYY}{MM}-{n}');
 SELECT invoice_seq.next_invoice_no('SP');

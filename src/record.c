@@ -251,10 +251,108 @@ verify_chain(ReturnSetInfo *rsinfo, const RecordCall *call)
 	return true;
 }
 
+/* A closing's figures, or those the ledger and its chain hold. */
+typedef struct ClosingFigures
+{
+	int64		issued;
+	int64		voided;
+	bool		has_last;
+	int64		last_no;
+	bool		has_link;
+	ChainLink	link;
+} ClosingFigures;
+
+static SPIPlanPtr closing_plan = NULL;
+
+static void
+closing_figures(HeapTuple row, TupleDesc desc, int first, ClosingFigures *f)
+{
+	bool		isnull;
+	Datum		d;
+
+	f->issued = DatumGetInt64(SPI_getbinval(row, desc, first, &isnull));
+	f->voided = DatumGetInt64(SPI_getbinval(row, desc, first + 1, &isnull));
+	d = SPI_getbinval(row, desc, first + 2, &isnull);
+	f->has_last = !isnull;
+	f->last_no = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(row, desc, first + 3, &isnull);
+	f->has_link = !isnull && chain_link_from_datum(d, &f->link);
+}
+
+static bool
+same_figures(const ClosingFigures *a, const ClosingFigures *b)
+{
+	return a->issued == b->issued && a->voided == b->voided &&
+		a->has_last == b->has_last && (!a->has_last || a->last_no == b->last_no) &&
+		a->has_link == b->has_link &&
+		(!a->has_link || memcmp(a->link.hash, b->link.hash, sizeof(a->link.hash)) == 0);
+}
+
+static char *
+figures_text(const ClosingFigures *f)
+{
+	return psprintf(INT64_FORMAT " issued, " INT64_FORMAT " voided, last number %s, final link %s",
+					f->issued, f->voided,
+					f->has_last ? psprintf(INT64_FORMAT, f->last_no) : "none",
+					f->has_link ? hex_text(f->link.hash, sizeof(f->link.hash)) : "none");
+}
+
+/*
+ * A closed period's closing must hold what its ledger and chain hold: the
+ * numbers issued and voided, the last number, and the last link (the chain
+ * was sealed to its end before the closing was recorded, and the period
+ * takes nothing after it).  Returns false once a problem was put.
+ */
+static bool
+verify_closing(ReturnSetInfo *rsinfo, const RecordCall *call)
+{
+	Datum		args[2] = {Int32GetDatum(call->series.id), CStringGetTextDatum(call->period)};
+	Oid			types[2] = {INT4OID, TEXTOID};
+	ClosingFigures recorded;
+	ClosingFigures actual;
+	SPIPlanPtr	plan;
+	int			rc;
+
+	plan = invoice_seq_plan(&closing_plan,
+							"SELECT c.issued, c.voided, c.last_no, c.final_link,"
+							"       n.issued, n.voided, n.last_no,"
+							"       (SELECT l.link FROM invoice_seq.ledger_link l"
+							"        WHERE l.series_id OPERATOR(pg_catalog.=) $1"
+							"          AND l.period OPERATOR(pg_catalog.=) $2"
+							"        ORDER BY l.invoice_no DESC LIMIT 1)"
+							" FROM invoice_seq.period_close c,"
+							" (SELECT pg_catalog.count(*) FILTER (WHERE e.status OPERATOR(pg_catalog.=) 'issued') AS issued,"
+							"         pg_catalog.count(*) FILTER (WHERE e.status OPERATOR(pg_catalog.=) 'voided') AS voided,"
+							"         pg_catalog.max(e.invoice_no) AS last_no"
+							"  FROM invoice_seq.ledger_entry e"
+							"  WHERE e.series_id OPERATOR(pg_catalog.=) $1"
+							"    AND e.period OPERATOR(pg_catalog.=) $2) n"
+							" WHERE c.series_id OPERATOR(pg_catalog.=) $1"
+							"   AND c.period OPERATOR(pg_catalog.=) $2",
+							2, types);
+	rc = SPI_execute_snapshot(plan, args, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "reading the period's closing");
+	if (SPI_processed == 0)
+		return true;			/* the period is open */
+	closing_figures(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &recorded);
+	closing_figures(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &actual);
+	if (same_figures(&recorded, &actual))
+		return true;
+	put_problem(rsinfo, call,
+				recorded.has_last ? recorded.last_no :
+				actual.has_last ? actual.last_no : call->series.start_at,
+				"rewritten_closing",
+				psprintf("The closing records %s; the ledger and its chain hold %s.",
+						 figures_text(&recorded), figures_text(&actual)));
+	return false;
+}
+
 /*
  * invoice_seq.verify_series(series, period) RETURNS TABLE(series, period,
- * invoice_no, problem, detail): no rows if the chain and the density hold,
- * else the first broken link or gap.
+ * invoice_no, problem, detail): no rows if the chain, the density and the
+ * period's closing hold, else the first broken link, gap or rewritten
+ * closing.
  */
 Datum
 invoice_seq_verify_series(PG_FUNCTION_ARGS)
@@ -263,7 +361,8 @@ invoice_seq_verify_series(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	record_begin(fcinfo, &call);
-	(void) verify_chain((ReturnSetInfo *) fcinfo->resultinfo, &call);
+	if (verify_chain((ReturnSetInfo *) fcinfo->resultinfo, &call))
+		(void) verify_closing((ReturnSetInfo *) fcinfo->resultinfo, &call);
 	record_end(&call);
 	return (Datum) 0;
 }
