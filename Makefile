@@ -49,7 +49,7 @@ REGRESS_OPTS = --temp-instance=tmp_check_regress \
 ISOLATION = same_key_race reserve_while_open confirm_void_race rollback_after_reserve \
 	own_locks key_row_busy owner_change stale_holder closing_race \
 	series_lock one_step_recycle one_step_open one_step_mixed one_step_prepare \
-	key_race_paths free_numbers
+	key_race_paths free_numbers drop_archive_race
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-instance=tmp_check_iso \
 	--temp-config=$(srcdir)/test/isolation.conf --encoding=UTF8 --no-locale
 

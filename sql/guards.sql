@@ -56,9 +56,13 @@ BEGIN
         'DROP INDEX invoice_seq.' || quote_ident(t || '_pkey') || ' CASCADE',
         'CREATE RULE forged AS ON INSERT TO ' || q || ' DO INSTEAD NOTHING',
         'CREATE TRIGGER forged BEFORE INSERT ON ' || q
-            || ' FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()']
+            || ' FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()',
+        'CREATE POLICY forged ON ' || q || ' USING (false)',
+        'ALTER TABLE ' || q || ' ENABLE ROW LEVEL SECURITY',
+        'ALTER TABLE ' || q || ' FORCE ROW LEVEL SECURITY',
+        'CREATE TABLE forged () INHERITS (' || q || ')']
     LOOP
-        RETURN NEXT left(expect_error(stmt), 60) || ' <- ' || split_part(stmt, ' ' || q, 1);
+        RETURN NEXT rpad(left(replace(stmt, q, 'T'), 55), 56) || left(expect_error(stmt), 60);
     END LOOP;
 END
 $$;
@@ -70,6 +74,10 @@ SELECT record_unchanged();
 -- and the schema, and the access method
 SELECT expect_error($$ALTER SCHEMA invoice_seq RENAME TO forged$$);
 SELECT expect_error($$ALTER EXTENSION invoice_seq DROP ACCESS METHOD invoice_ledger$$);
+-- nor may another table inherit from one, so that its rows read as the record's
+CREATE TABLE forged_child (LIKE invoice_seq.ledger_link);
+SELECT expect_error($$ALTER TABLE forged_child INHERIT invoice_seq.ledger_link$$);
+DROP TABLE forged_child;
 SELECT expect_error($$DROP ACCESS METHOD invoice_ledger$$) LIKE '2BP01%' AS refused_by_postgres;
 -- what does not change rows or columns still works
 ALTER TABLE invoice_seq.ledger_link ALTER COLUMN period SET STATISTICS 200;

@@ -20,8 +20,10 @@
  *	ALTER TABLE							but the subcommands that change neither
  *										rows nor columns (statistics, storage
  *										options, owner, triggers on or off);
- *	CREATE RULE, CREATE TRIGGER			which could rewrite or discard the
- *										rows the extension inserts.
+ *	CREATE RULE, TRIGGER, POLICY		which could rewrite, discard or hide
+ *										rows, as row security could;
+ *	INHERITS, INHERIT					another table whose rows would read as
+ *										the record's.
  *
  * invoice_seq's own scripts (CREATE and ALTER EXTENSION) and pg_upgrade's
  * restore of the schema (binary upgrade) are exempt.
@@ -31,7 +33,9 @@
  * unless invoice_seq.ledger_archive names a permanent table outside the
  * schema whose rows are those of archive_record(), compared by content:
  * every series, entry, link and closing, and the head of each chain.  The
- * hook then permits the drops for that command only; the object access
+ * tables are locked against writers first, and the comparison reads what
+ * is committed then, so nothing added in between is dropped unarchived.
+ * The hook then permits the drops for that command only; the object access
  * hook refuses every other drop of a table of the record that has rows
  * (DROP OWNED, say).
  *
@@ -58,12 +62,14 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "chain.h"
@@ -85,7 +91,9 @@ typedef enum RecordDdl
 	RECORD_DDL_SET_SCHEMA,
 	RECORD_DDL_ALTER,
 	RECORD_DDL_RULE,
-	RECORD_DDL_TRIGGER
+	RECORD_DDL_TRIGGER,
+	RECORD_DDL_POLICY,
+	RECORD_DDL_INHERIT
 } RecordDdl;
 
 /* Set while DROP EXTENSION or DROP SCHEMA runs with a verified archive. */
@@ -184,6 +192,10 @@ errmsg_refused(RecordDdl ddl, const char *name)
 			return errmsg("cannot create a rule on table \"%s\"", name);
 		case RECORD_DDL_TRIGGER:
 			return errmsg("cannot create a trigger on table \"%s\"", name);
+		case RECORD_DDL_POLICY:
+			return errmsg("cannot create a policy on table \"%s\"", name);
+		case RECORD_DDL_INHERIT:
+			return errmsg("cannot inherit from table \"%s\"", name);
 	}
 	return 0;					/* keep compiler quiet */
 }
@@ -270,9 +282,7 @@ changes_no_rows(AlterTableCmd *cmd)
 		case AT_DisableTrigAll:
 		case AT_EnableTrigUser:
 		case AT_DisableTrigUser:
-		case AT_EnableRowSecurity:
 		case AT_DisableRowSecurity:
-		case AT_ForceRowSecurity:
 		case AT_NoForceRowSecurity:
 			return true;
 		case AT_SetAccessMethod:
@@ -282,40 +292,91 @@ changes_no_rows(AlterTableCmd *cmd)
 	}
 }
 
+/*
+ * ALTER TABLE of the record, but subcommands that change no rows; and
+ * INHERIT of a table of the record by another table, whose rows would then
+ * be read as the record's.
+ */
 static void
 guard_alter_table(AlterTableStmt *stmt)
 {
 	Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	bool		record = record_guard_is_record_table(relid);
 	ListCell   *lc;
 
-	if (!record_guard_is_record_table(relid))
-		return;
 	foreach(lc, stmt->cmds)
 	{
-		if (!changes_no_rows(lfirst_node(AlterTableCmd, lc)))
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+		if (record && !changes_no_rows(cmd))
 			refuse(RECORD_DDL_ALTER, relid);
+		if (cmd->subtype == AT_AddInherit)
+			guard_relation(castNode(RangeVar, cmd->def), RECORD_DDL_INHERIT);
 	}
 }
 
-/* The number of ledger entries; 0 if there is no ledger. */
-static int64
-record_entries(void)
+/* CREATE TABLE ... INHERITS (a table of the record) */
+static void
+guard_create_table(CreateStmt *stmt)
 {
-	Oid			nspid = get_namespace_oid("invoice_seq", true);
-	int64		entries = 0;
+	ListCell   *lc;
+
+	foreach(lc, stmt->inhRelations)
+		guard_relation(lfirst_node(RangeVar, lc), RECORD_DDL_INHERIT);
+}
+
+/*
+ * Run a query that returns one bigint, reading what is committed now (the
+ * statement's snapshot may predate the locks taken since).  The caller is
+ * connected to SPI.
+ */
+static int64
+latest_count(const char *sql, const char *what)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
 	bool		isnull;
 	int			rc;
 
+	if (plan == NULL)
+		invoice_seq_spi_check(SPI_result, SPI_OK_SELECT, what);
+	rc = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(),
+							  InvalidSnapshot, true, false, 1);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, what);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Lock every table of the record, and the series, against writers until
+ * the end of the transaction: nothing may be added between the archive's
+ * check and the drop.  Returns false if there is no ledger.
+ */
+static bool
+lock_record(void)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", true);
+	Oid			am = get_table_am_oid("invoice_ledger", true);
+	Datum		args[2] = {ObjectIdGetDatum(nspid), ObjectIdGetDatum(am)};
+	Oid			types[2] = {OIDOID, OIDOID};
+	int			rc;
+
 	if (!OidIsValid(nspid) || !OidIsValid(get_relname_relid("ledger_entry", nspid)))
-		return 0;
-	SPI_connect();
-	rc = SPI_execute("SELECT pg_catalog.count(*) FROM invoice_seq.ledger_entry",
-					 true, 0);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "counting ledger entries");
-	entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return entries;
+		return false;
+	LockRelationOid(get_relname_relid("series_def", nspid), ExclusiveLock);
+	rc = SPI_execute_with_args("SELECT c.oid FROM pg_catalog.pg_class c"
+							   " WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
+							   "   AND c.relam OPERATOR(pg_catalog.=) $2"
+							   " ORDER BY 1", 2, types, args, NULL, true, 0);
+	invoice_seq_spi_check(rc, SPI_OK_SELECT, "listing the tables of the record");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		LockRelationOid(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+													   SPI_tuptable->tupdesc, 1, &isnull)),
+						ExclusiveLock);
+	}
+	return true;
 }
 
 static pg_noreturn void
@@ -394,22 +455,15 @@ archive_differences(Oid archive)
 												  get_rel_name(archive));
 	int			nestlevel = pin_rendering();
 	int64		differences;
-	bool		isnull;
-	int			rc;
 
-	SPI_connect();
-	rc = SPI_execute(psprintf("SELECT pg_catalog.count(*) FROM ("
-							  "(SELECT " RECORD_COLUMNS " FROM (" RECORD_QUERY ") r"
-							  " EXCEPT ALL SELECT " RECORD_COLUMNS " FROM %s)"
-							  " UNION ALL "
-							  "(SELECT " RECORD_COLUMNS " FROM %s"
-							  " EXCEPT ALL SELECT " RECORD_COLUMNS " FROM (" RECORD_QUERY ") r)"
-							  ") d", name, name),
-					 true, 0);
-	invoice_seq_spi_check(rc, SPI_OK_SELECT, "comparing the archive with the record");
-	differences = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											  SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	differences = latest_count(psprintf("SELECT pg_catalog.count(*) FROM ("
+										"(SELECT " RECORD_COLUMNS " FROM (" RECORD_QUERY ") r"
+										" EXCEPT ALL SELECT " RECORD_COLUMNS " FROM %s)"
+										" UNION ALL "
+										"(SELECT " RECORD_COLUMNS " FROM %s"
+										" EXCEPT ALL SELECT " RECORD_COLUMNS " FROM (" RECORD_QUERY ") r)"
+										") d", name, name),
+							   "comparing the archive with the record");
 	AtEOXact_GUC(true, nestlevel);
 	return differences;
 }
@@ -418,14 +472,16 @@ archive_differences(Oid archive)
 static void
 check_archive(void)
 {
-	int64		entries = record_entries();
-	Oid			archive;
-	int64		differences;
+	int64		entries = 0;
+	int64		differences = 0;
 
-	if (entries == 0)
-		return;
-	archive = archive_table(entries);
-	differences = archive_differences(archive);
+	SPI_connect();
+	if (lock_record())
+		entries = latest_count("SELECT pg_catalog.count(*) FROM invoice_seq.ledger_entry",
+							   "counting ledger entries");
+	if (entries > 0)
+		differences = archive_differences(archive_table(entries));
+	SPI_finish();
 	if (differences > 0)
 		refuse_record_drop(entries,
 						   psprintf("Rows that differ between the archive \"%s\" and invoice_seq.archive_record(): " INT64_FORMAT ".",
@@ -505,6 +561,12 @@ record_guard_utility(Node *parsetree)
 			break;
 		case T_CreateTrigStmt:
 			guard_relation(((CreateTrigStmt *) parsetree)->relation, RECORD_DDL_TRIGGER);
+			break;
+		case T_CreatePolicyStmt:
+			guard_relation(((CreatePolicyStmt *) parsetree)->table, RECORD_DDL_POLICY);
+			break;
+		case T_CreateStmt:
+			guard_create_table((CreateStmt *) parsetree);
 			break;
 		default:
 			break;
