@@ -411,6 +411,40 @@ is(join(',', @drained), $free,
 is(InvoiceSeqTest::issued_mismatches($node, 'S'), '0',
 	"then too, the issued numbers are exactly the application's rows");
 
+# --- a client that vanishes inside its transaction ----------------------------
+# PgBouncer must not hand its server connection, transaction open, to the
+# next client (who would commit the number): it closes it, the backend's
+# transaction aborts, and the number goes to the next caller.
+
+$node->safe_psql('postgres', q{
+	SELECT invoice_seq.create_series('V', time_zone => 'UTC', chronological => false);
+	CREATE TABLE app_v (no bigint PRIMARY KEY);
+});
+my ($v_in, $v_out) = ('', '');
+my $vanishing = IPC::Run::start(
+	[
+		'psql', '-X', '-A', '-t', '-q', '-h', '127.0.0.1', '-p', $tx->{port},
+		'-U', $user, '-d', 'postgres'
+	],
+	'<', \$v_in, '>', \$v_out, '2>', \my $v_err,
+	IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+$v_in .= "BEGIN;\nINSERT INTO app_v VALUES (invoice_seq.next_invoice_no('V')) RETURNING no;\n";
+$vanishing->pump until $v_out =~ /^(\d+)$/m;
+my $held = $1;
+$vanishing->kill_kill;
+$node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'})
+  or die 'the vanished client\'s transaction is still open';
+is( pooled_psql($tx, 'postgres',
+		"INSERT INTO app_v VALUES (invoice_seq.next_invoice_no('V')) RETURNING no"),
+	$held,
+	"transaction pooling: the number of a client that vanished in its transaction ($held)"
+	  . ' goes to the next caller');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(invoice_no || ':' || status, ',') FROM invoice_seq.ledger
+	WHERE series = 'V'}),
+	"$held:issued", 'and it is issued once, by that caller');
+
 # --- session state in transaction pooling ---------------------------------------
 # "pinned" has one server connection: every client below gets the same
 # backend, one after the other.
