@@ -30,9 +30,12 @@
 # reused by later clients), and that the autocommit reservations were
 # recorded in place, not by the sequencer.
 #
-# Then session state in transaction pooling: SET LOCAL of a setting works
-# and stays in its transaction; a plain SET reaches the next client of the
-# server connection (README, "Through a connection pooler").
+# Then, in transaction pooling: a client that vanishes inside its
+# transaction leaves its number to the next caller, not to the next client
+# of its server connection; SET LOCAL of a setting works and stays in its
+# transaction, a plain SET reaches the next client of the server
+# connection; in session pooling it does not (README, "Through a
+# connection pooler").
 #
 # PgBouncer must be installed (test/run_all installs it): without it the
 # test fails, it does not skip.
