@@ -391,8 +391,7 @@ my $holder = IPC::Run::start(
 	],
 	'>', \$held_out, '2>', \$held_err);
 $node->poll_query_until('postgres', q{
-	SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%'
-	  AND state = 'active' AND pid <> pg_backend_pid()})
+	SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event = 'PgSleep'})
   or die 'the holder did not start';
 pooled_psql($tx, 'postgres',
 	"INSERT INTO app_invoice (no, path, run, client)"
