@@ -31,11 +31,16 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "replication/syncrep.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
 #include "storage/lmgr.h"
+#include "tcop/dest.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -66,6 +71,62 @@ enum
 	NEXT_COLS = 4
 };
 
+/*
+ * Was this transaction's commit confirmed by the synchronous standbys, if
+ * there are some?  A cancel of the wait for them (pg_cancel_backend(), a
+ * client's cancel request) makes PostgreSQL return success with a warning,
+ * the commit being local only: a failover could then lose the number and
+ * hand it out again.  (If synchronous_standby_names was just set and the
+ * checkpointer has not yet taken it up, no one waited: the commit counts
+ * as unconfirmed too, which errs on the safe side.)
+ */
+static bool
+commit_confirmed(void)
+{
+	int			mode;
+	XLogRecPtr	confirmed;
+
+	if (!SyncRepRequested() || SyncRepStandbyNames == NULL ||
+		SyncRepStandbyNames[0] == '\0')
+		return true;
+	switch (synchronous_commit)
+	{
+		case SYNCHRONOUS_COMMIT_REMOTE_WRITE:
+			mode = SYNC_REP_WAIT_WRITE;
+			break;
+		case SYNCHRONOUS_COMMIT_REMOTE_APPLY:
+			mode = SYNC_REP_WAIT_APPLY;
+			break;
+		default:
+			mode = SYNC_REP_WAIT_FLUSH;
+			break;
+	}
+	LWLockAcquire(SyncRepLock, LW_SHARED);
+	confirmed = WalSndCtl->lsn[mode];
+	LWLockRelease(SyncRepLock);
+	return confirmed >= XactLastCommitEnd;
+}
+
+/*
+ * The commit is local only: end the session without an answer, as
+ * PostgreSQL does when the wait is ended by pg_terminate_backend().  The
+ * client sees a lost connection, the outcome it already handles ("retry
+ * with the same key"), instead of a number that a failover could hand out
+ * again.
+ */
+static void
+end_without_answer(void)
+{
+	ereport(WARNING,
+			(errcode(ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN),
+			 errmsg("invoice_seq: the commit of an invoice number was not confirmed by the synchronous standby"),
+			 errdetail("The wait for the standby was cancelled; the number is committed on this server only, and a failover could lose it."),
+			 errhint("The connection is closed without an answer: retry with the same idempotency key, or look the number up, once the standby is back.")));
+	whereToSendOutput = DestNone;
+	ProcDiePending = true;
+	InterruptPending = true;
+}
+
 /* This transaction recorded a number and must commit durably. */
 static bool durable_commit = false;
 static bool callback_registered = false;
@@ -86,6 +147,8 @@ durable_commit_callback(XactEvent event, void *arg)
 		(void) set_config_option("synchronous_commit", "on",
 								 PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
+	if (event == XACT_EVENT_COMMIT && !commit_confirmed())
+		end_without_answer();
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
 		durable_commit = false;
 }
