@@ -77,7 +77,7 @@ def idempotency_key(order_id, attempt):
     # (timeout, crash, lost confirm) reuses the key and gets the same number.
     # A new attempt after a rejection needs a NEW key: the old key's number
     # was voided, and handing that dead result back would be wrong
-    # (invoice_seq refuses it with SQLSTATE 55000).  This is the lesson of a
+    # (invoice_seq refuses it with SQLSTATE 55I01).  This is the lesson of a
     # real incident, where a reused key brought back a dead result.
     if attempt == 1:
         return f"order-{order_id}"
@@ -414,7 +414,7 @@ def report(cur, orders, integrator, stats, elapsed):
         except psycopg2.Error as e:
             print(f"reusing voided key {key!r}: ERROR {e.pgcode}\n"
                   f"         {e.diag.message_primary}")
-            check(e.pgcode == "55000", f"reusing voided key: {e.pgcode}")
+            check(e.pgcode == "55I01", f"reusing voided key: {e.pgcode}")
 
     cur.execute("SELECT period, invoice_no, problem, detail"
                 " FROM invoice_seq.check_series(%s)", (SERIES,))

@@ -36,7 +36,8 @@ SELECT invoice_seq.void_invoice_no('CV', 4, 'integrator rejected the invoice');
 SELECT status, void_reason, voided_by = current_user AS by_me
 FROM invoice_seq.ledger WHERE series = 'CV' AND invoice_no = 4;
 
--- Illegal transitions (55000), each message naming the series and number.
+-- Illegal transitions (55I02 for a voided number, 55I03 for an issued one,
+-- 55000 for a one-step one), each message naming the series and number.
 SELECT expect_error($$SELECT invoice_seq.void_invoice_no('CV', 4, 'again')$$);
 SELECT expect_error($$SELECT invoice_seq.confirm_invoice_no('CV', 4, 'ext-4')$$);
 SELECT expect_error($$SELECT invoice_seq.void_invoice_no('CV', 1, 'changed my mind')$$);

@@ -98,6 +98,35 @@ SELECT expect_error($$DROP TABLE invoice_seq.ledger_link$$);
 ROLLBACK;
 ALTER TABLE invoice_seq.ledger_link OWNER TO CURRENT_USER;
 DROP ROLE regress_guard_owner;
+-- Holes a hostile review found: a partition parent over the ledger (its
+-- TRUNCATE, after a SET TABLESPACE, in a savepoint), the access method's
+-- handler replaced, objects taken out of the extension, the series
+-- truncated.
+CREATE TABLE hide (LIKE invoice_seq.ledger_entry) PARTITION BY LIST (series_id);
+SELECT expect_error($$ALTER TABLE hide ATTACH PARTITION invoice_seq.ledger_entry DEFAULT$$);
+DROP TABLE hide;
+CREATE TABLE parent_of_user (a int);
+CREATE TABLE user_ledger () INHERITS (parent_of_user) USING invoice_ledger;
+INSERT INTO user_ledger VALUES (1);
+SELECT expect_error($$TRUNCATE parent_of_user$$);
+DROP TABLE user_ledger, parent_of_user;
+SELECT expect_error($$CREATE OR REPLACE FUNCTION invoice_seq.invoice_ledger_handler(internal)
+    RETURNS table_am_handler LANGUAGE internal AS 'heap_tableam_handler'$$);
+SELECT expect_error($$ALTER FUNCTION invoice_seq.invoice_ledger_handler(internal) RENAME TO forged$$);
+SELECT expect_error($$ALTER FUNCTION invoice_seq.invoice_ledger_handler(internal) SET SCHEMA public$$);
+SELECT expect_error($$ALTER FUNCTION invoice_seq.next_invoice_no(text) SECURITY INVOKER$$);
+SELECT expect_error($$ALTER EXTENSION invoice_seq DROP FUNCTION invoice_seq.invoice_ledger_handler(internal)$$);
+SELECT expect_error($$TRUNCATE invoice_seq.series_def CASCADE$$);
+-- maintenance still works: VACUUM FULL and CLUSTER rewrite into a table of
+-- their own, and an index a DBA added may be dropped (not a unique one of
+-- the extension's)
+VACUUM FULL invoice_seq.ledger_link;
+CLUSTER invoice_seq.period_close USING period_close_pkey;
+CREATE INDEX dba_index ON invoice_seq.ledger_entry (reserved_at);
+DROP INDEX invoice_seq.dba_index;
+SELECT expect_error($$DROP INDEX invoice_seq.ledger_entry_idempotency_key$$);
+SELECT record_unchanged();
+
 -- (every refusal above ran inside a function); after a rolled-back
 -- savepoint, the same
 BEGIN;
@@ -139,6 +168,13 @@ SELECT drop_refusal();
 CREATE TABLE counts_only AS SELECT kind, series, period, invoice_no FROM invoice_seq.archive_record();
 SET invoice_seq.ledger_archive = 'counts_only';
 SELECT drop_refusal();
+-- an archive with its rows in a temporary child table: refused
+CREATE TABLE parent_archive AS SELECT * FROM invoice_seq.archive_record() LIMIT 0;
+CREATE TEMP TABLE child_archive () INHERITS (parent_archive);
+INSERT INTO child_archive SELECT * FROM invoice_seq.archive_record();
+SET invoice_seq.ledger_archive = 'parent_archive';
+SELECT drop_refusal();
+DROP TABLE child_archive, parent_archive;
 SET invoice_seq.ledger_archive = 'record_archive';
 -- the same number of rows, one of them rewritten: refused
 BEGIN;
@@ -182,9 +218,13 @@ WHERE h.kind = 'head' AND EXISTS (SELECT FROM record_archive l WHERE l.kind = 'l
 SET ROLE regress_invoice_app;
 SELECT expect_error($$SELECT count(*) FROM invoice_seq.archive_record()$$) LIKE '42501%' AS refused;
 RESET ROLE;
--- with the whole record archived, DROP EXTENSION goes through
+-- with the whole record archived, DROP EXTENSION goes through; the
+-- archive cannot be dropped in the same transaction
 DROP VIEW record_before_view;
+BEGIN;
 DROP EXTENSION invoice_seq CASCADE;
+SELECT expect_error($$DROP TABLE record_archive$$);
+COMMIT;
 SELECT count(*) FROM pg_extension WHERE extname = 'invoice_seq';
 SELECT count(*) AS archived_entries FROM record_archive WHERE kind = 'entry';
 RESET invoice_seq.ledger_archive;

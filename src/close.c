@@ -105,7 +105,7 @@ refuse_reserved(const InvoiceSeries *series, const char *period, const char *lab
 	if (SPI_processed > CLOSE_LIST_MAX)
 		appendStringInfoString(&list, ", ...");
 	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			(errcode(ERRCODE_ISEQ_NUMBERS_RESERVED),
 			 errmsg("cannot close %s: numbers are reserved", label),
 			 errdetail("Reserved: %s.", list.data),
 			 errhint("Confirm or void each of them (ask the integrator first), then close the period.")));

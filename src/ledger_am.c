@@ -51,6 +51,7 @@
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -226,8 +227,13 @@ ledger_relation_set_new_filelocator(Relation rel, const RelFileLocator *newrloca
 									char persistence, TransactionId *freezeXid,
 									MultiXactId *minmulti)
 {
-	if (rel->rd_createSubid == InvalidSubTransactionId &&
-		rel->rd_firstRelfilelocatorSubid == InvalidSubTransactionId)
+	/*
+	 * Only a table created in this transaction may get a new, empty file.
+	 * A new file given to an older table earlier in the transaction (SET
+	 * TABLESPACE) does not make it one: a TRUNCATE in a savepoint after it
+	 * comes here too.
+	 */
+	if (rel->rd_createSubid == InvalidSubTransactionId)
 		refuse(rel, "truncate", INSERT_ONLY_DETAIL);
 	heap_routine->relation_set_new_filelocator(rel, newrlocator, persistence,
 											   freezeXid, minmulti);
@@ -256,6 +262,9 @@ ledger_relation_copy_for_cluster(Relation OldTable, Relation NewTable,
 {
 	const TableAmRoutine *saved_old = OldTable->rd_tableam;
 	const TableAmRoutine *saved_new = NewTable->rd_tableam;
+
+	/* after the swap, the new table's OID names the old rows: let it go */
+	record_guard_note_rewrite(RelationGetRelid(NewTable));
 
 	/* both tables, in one PG_TRY: AS_HEAP would nest a second one */
 	OldTable->rd_tableam = heap_routine;
@@ -414,12 +423,21 @@ refuse_truncate(TruncateStmt *stmt)
 	{
 		RangeVar   *rv = lfirst_node(RangeVar, lc);
 		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+		ListCell   *lc2;
+		List	   *rels;
 
-		if (OidIsValid(am) && OidIsValid(relid) && relation_am(relid) == am)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("cannot truncate table \"%s\"", rv->relname),
-					 errdetail(INSERT_ONLY_DETAIL)));
+		if (!OidIsValid(am) || !OidIsValid(relid))
+			continue;
+		/* the table, and the partitions or children TRUNCATE recurses into */
+		rels = rv->inh ? find_all_inheritors(relid, NoLock, NULL) : list_make1_oid(relid);
+		foreach(lc2, rels)
+		{
+			if (relation_am(lfirst_oid(lc2)) == am)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("cannot truncate table \"%s\"", get_rel_name(lfirst_oid(lc2))),
+						 errdetail(INSERT_ONLY_DETAIL)));
+		}
 	}
 }
 

@@ -48,6 +48,7 @@
 #include "caller.h"
 #include "launch.h"
 #include "ledger.h"
+#include "pg_version_compat.h"
 #include "remote.h"
 #include "request.h"
 #include "series.h"
@@ -76,18 +77,16 @@ enum
  * there are some?  A cancel of the wait for them (pg_cancel_backend(), a
  * client's cancel request) makes PostgreSQL return success with a warning,
  * the commit being local only: a failover could then lose the number and
- * hand it out again.  (If synchronous_standby_names was just set and the
- * checkpointer has not yet taken it up, no one waited: the commit counts
- * as unconfirmed too, which errs on the safe side.)
+ * hand it out again.
  */
 static bool
 commit_confirmed(void)
 {
 	int			mode;
+	bool		defined;
 	XLogRecPtr	confirmed;
 
-	if (!SyncRepRequested() || SyncRepStandbyNames == NULL ||
-		SyncRepStandbyNames[0] == '\0')
+	if (!SyncRepRequested())
 		return true;
 	switch (synchronous_commit)
 	{
@@ -101,10 +100,16 @@ commit_confirmed(void)
 			mode = SYNC_REP_WAIT_FLUSH;
 			break;
 	}
+	/*
+	 * Whether anyone waits is decided by the shared flag the checkpointer
+	 * keeps, not by this backend's copy of synchronous_standby_names,
+	 * which a reload may have changed (cleared to release the waiters).
+	 */
 	LWLockAcquire(SyncRepLock, LW_SHARED);
+	defined = SYNC_STANDBYS_DEFINED(WalSndCtl);
 	confirmed = WalSndCtl->lsn[mode];
 	LWLockRelease(SyncRepLock);
-	return confirmed >= XactLastCommitEnd;
+	return !defined || confirmed >= XactLastCommitEnd;
 }
 
 /*

@@ -86,4 +86,16 @@ typedef bool TU_UpdateIndexes;
 #define INVOICE_SEQ_MODULE_MAGIC PG_MODULE_MAGIC
 #endif
 
+/*
+ * Are synchronous standbys defined, as the checkpointer last saw
+ * synchronous_standby_names?  Minor releases of 2025 turned the flag into
+ * bits (SYNC_STANDBY_DEFINED); earlier ones have a bool.
+ */
+#ifdef SYNC_STANDBY_DEFINED
+#define SYNC_STANDBYS_DEFINED(ctl) \
+	(((ctl)->sync_standbys_status & SYNC_STANDBY_DEFINED) != 0)
+#else
+#define SYNC_STANDBYS_DEFINED(ctl) ((ctl)->sync_standbys_defined)
+#endif
+
 #endif							/* INVOICE_SEQ_PG_VERSION_COMPAT_H */

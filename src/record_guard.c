@@ -53,6 +53,8 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/extension.h"
@@ -62,13 +64,16 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -93,11 +98,23 @@ typedef enum RecordDdl
 	RECORD_DDL_RULE,
 	RECORD_DDL_TRIGGER,
 	RECORD_DDL_POLICY,
-	RECORD_DDL_INHERIT
+	RECORD_DDL_INHERIT,
+	RECORD_DDL_ATTACH
 } RecordDdl;
 
 /* Set while DROP EXTENSION or DROP SCHEMA runs with a verified archive. */
 static bool drop_permitted = false;
+
+/*
+ * The transient table of a VACUUM FULL or CLUSTER of a table of the record:
+ * after the swap it holds the old copy of the rows, and is dropped.
+ */
+static Oid	rewritten = InvalidOid;
+static LocalTransactionId rewritten_lxid = InvalidLocalTransactionId;
+
+/* That archive, kept from being dropped in the same transaction. */
+static Oid	archived = InvalidOid;
+static LocalTransactionId archived_lxid = InvalidLocalTransactionId;
 
 #define RECORD_DETAIL \
 	"It holds the legal record of invoice numbers, which only invoice_seq's own functions and scripts change."
@@ -181,7 +198,7 @@ errmsg_refused(RecordDdl ddl, const char *name)
 		case RECORD_DDL_DROP:
 			return errmsg("cannot drop table \"%s\"", name);
 		case RECORD_DDL_DROP_INDEX:
-			return errmsg("cannot drop an index of table \"%s\"", name);
+			return errmsg("cannot drop a unique index of table \"%s\"", name);
 		case RECORD_DDL_RENAME:
 			return errmsg("cannot rename table \"%s\" or its columns", name);
 		case RECORD_DDL_SET_SCHEMA:
@@ -196,6 +213,8 @@ errmsg_refused(RecordDdl ddl, const char *name)
 			return errmsg("cannot create a policy on table \"%s\"", name);
 		case RECORD_DDL_INHERIT:
 			return errmsg("cannot inherit from table \"%s\"", name);
+		case RECORD_DDL_ATTACH:
+			return errmsg("cannot attach table \"%s\" as a partition", name);
 	}
 	return 0;					/* keep compiler quiet */
 }
@@ -221,6 +240,12 @@ guard_relation(RangeVar *rv, RecordDdl ddl)
 		refuse(ddl, relid);
 }
 
+/*
+ * ALTER EXTENSION invoice_seq DROP: of a table of the record, with its own
+ * message; of anything else (the access method, its handler, a function),
+ * refused too: once out of the extension, an object can be replaced or
+ * dropped on its own.
+ */
 static void
 guard_extension_contents(AlterExtensionContentsStmt *stmt)
 {
@@ -229,12 +254,42 @@ guard_extension_contents(AlterExtensionContentsStmt *stmt)
 	if (stmt->objtype == OBJECT_TABLE)
 		guard_relation(makeRangeVarFromNameList(castNode(List, stmt->object)),
 					   RECORD_DDL_UNLINK);
-	else if (stmt->objtype == OBJECT_ACCESS_METHOD &&
-			 strcmp(strVal(stmt->object), "invoice_ledger") == 0)
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot remove objects from extension invoice_seq"),
+			 errdetail("Its objects, the invoice_ledger access method and its handler among them, change only with its own scripts.")));
+}
+
+/*
+ * CREATE OR REPLACE FUNCTION and ALTER FUNCTION of a function of schema
+ * invoice_seq: replacing invoice_ledger's handler with heap's would turn
+ * the record into a plain table.
+ */
+static void
+guard_function(List *funcname, ObjectWithArgs *func)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", true);
+	char	   *name;
+	Oid			target;
+
+	if (!OidIsValid(nspid))
+		return;
+	if (func != NULL)
+	{
+		Oid			funcid = LookupFuncWithArgs(OBJECT_ROUTINE, func, true);
+
+		target = OidIsValid(funcid) ? get_func_namespace(funcid) : InvalidOid;
+		name = NameListToString(func->objname);
+	}
+	else
+	{
+		target = QualifiedNameGetCreationNamespace(funcname, &name);
+	}
+	if (target == nspid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("cannot remove access method \"invoice_ledger\" from extension invoice_seq"),
-				 errdetail("The tables of the legal record use it to keep their rows.")));
+				 errmsg("cannot replace or alter function \"%s\" of schema invoice_seq", name),
+				 errdetail("Its objects, the invoice_ledger access method and its handler among them, change only with its own scripts.")));
 }
 
 static void
@@ -250,8 +305,21 @@ guard_rename(RenameStmt *stmt)
 					 errdetail("invoice_seq finds its legal record in the schema of that name.")));
 		return;
 	}
-	if (stmt->relation != NULL)
+	if (stmt->renameType == OBJECT_FUNCTION || stmt->renameType == OBJECT_ROUTINE ||
+		stmt->renameType == OBJECT_PROCEDURE)
+		guard_function(NIL, castNode(ObjectWithArgs, stmt->object));
+	else if (stmt->relation != NULL)
 		guard_relation(stmt->relation, RECORD_DDL_RENAME);
+}
+
+static void
+guard_set_schema(AlterObjectSchemaStmt *stmt)
+{
+	if (stmt->objectType == OBJECT_FUNCTION || stmt->objectType == OBJECT_ROUTINE ||
+		stmt->objectType == OBJECT_PROCEDURE)
+		guard_function(NIL, castNode(ObjectWithArgs, stmt->object));
+	else if (stmt->relation != NULL)
+		guard_relation(stmt->relation, RECORD_DDL_SET_SCHEMA);
 }
 
 /* Does an ALTER TABLE subcommand leave every row and column as it is? */
@@ -312,6 +380,32 @@ guard_alter_table(AlterTableStmt *stmt)
 			refuse(RECORD_DDL_ALTER, relid);
 		if (cmd->subtype == AT_AddInherit)
 			guard_relation(castNode(RangeVar, cmd->def), RECORD_DDL_INHERIT);
+		if (cmd->subtype == AT_AttachPartition)
+			guard_relation(castNode(PartitionCmd, cmd->def)->name, RECORD_DDL_ATTACH);
+	}
+}
+
+/*
+ * TRUNCATE of the series definitions: the record's entries would lose
+ * their series, and a series made again under the same name would number
+ * from its start.  (DELETE of them is not refused: series_def is a heap
+ * table; drop_series() refuses a series that handed out numbers.)
+ */
+static void
+guard_truncate_series(TruncateStmt *stmt)
+{
+	Oid			nspid = get_namespace_oid("invoice_seq", true);
+	Oid			series = OidIsValid(nspid) ? get_relname_relid("series_def", nspid) : InvalidOid;
+	ListCell   *lc;
+
+	foreach(lc, stmt->relations)
+	{
+		if (OidIsValid(series) &&
+			RangeVarGetRelid(lfirst_node(RangeVar, lc), NoLock, true) == series)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot truncate table \"series_def\""),
+					 errdetail(RECORD_DETAIL)));
 	}
 }
 
@@ -323,6 +417,20 @@ guard_create_table(CreateStmt *stmt)
 
 	foreach(lc, stmt->inhRelations)
 		guard_relation(lfirst_node(RangeVar, lc), RECORD_DDL_INHERIT);
+}
+
+/* Does the index keep its columns unique? */
+static bool
+index_is_unique(Oid index)
+{
+	HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(index));
+	bool		result;
+
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	result = ((Form_pg_index) GETSTRUCT(tuple))->indisunique;
+	ReleaseSysCache(tuple);
+	return result;
 }
 
 /*
@@ -411,9 +519,10 @@ archive_table(int64 entries)
 						   psprintf("invoice_seq.ledger_archive names \"%s\", which does not exist.", setting));
 	if (get_rel_relkind(archive) != RELKIND_RELATION ||
 		get_rel_persistence(archive) != RELPERSISTENCE_PERMANENT ||
-		get_rel_namespace(archive) == get_namespace_oid("invoice_seq", true))
+		get_rel_namespace(archive) == get_namespace_oid("invoice_seq", true) ||
+		has_subclass(archive))
 		refuse_record_drop(entries,
-						   psprintf("The archive \"%s\" must be a permanent table outside schema invoice_seq.", setting));
+						   psprintf("The archive \"%s\" must be a permanent table outside schema invoice_seq, with no child tables.", setting));
 	for (i = 0; i < lengthof(record_columns); i++)
 	{
 		AttrNumber	attnum = get_attnum(archive, record_columns[i].name);
@@ -458,9 +567,9 @@ archive_differences(Oid archive)
 
 	differences = latest_count(psprintf("SELECT pg_catalog.count(*) FROM ("
 										"(SELECT " RECORD_COLUMNS " FROM (" RECORD_QUERY ") r"
-										" EXCEPT ALL SELECT " RECORD_COLUMNS " FROM %s)"
+										" EXCEPT ALL SELECT " RECORD_COLUMNS " FROM ONLY %s)"
 										" UNION ALL "
-										"(SELECT " RECORD_COLUMNS " FROM %s"
+										"(SELECT " RECORD_COLUMNS " FROM ONLY %s"
 										" EXCEPT ALL SELECT " RECORD_COLUMNS " FROM (" RECORD_QUERY ") r)"
 										") d", name, name),
 							   "comparing the archive with the record");
@@ -480,7 +589,11 @@ check_archive(void)
 		entries = latest_count("SELECT pg_catalog.count(*) FROM invoice_seq.ledger_entry",
 							   "counting ledger entries");
 	if (entries > 0)
-		differences = archive_differences(archive_table(entries));
+	{
+		archived = archive_table(entries);
+		archived_lxid = MyLocalTransactionId;
+		differences = archive_differences(archived);
+	}
 	SPI_finish();
 	if (differences > 0)
 		refuse_record_drop(entries,
@@ -510,7 +623,8 @@ guard_drop(DropStmt *stmt)
 												 NoLock, true);
 			Oid			table = OidIsValid(index) ? IndexGetRelation(index, true) : InvalidOid;
 
-			if (record_guard_is_record_table(table))
+			/* a unique index keeps numbers and keys unique; others only speed */
+			if (record_guard_is_record_table(table) && index_is_unique(index))
 				refuse(RECORD_DDL_DROP_INDEX, table);
 		}
 		else if ((stmt->removeType == OBJECT_EXTENSION ||
@@ -549,9 +663,7 @@ record_guard_utility(Node *parsetree)
 			guard_rename((RenameStmt *) parsetree);
 			break;
 		case T_AlterObjectSchemaStmt:
-			if (((AlterObjectSchemaStmt *) parsetree)->relation != NULL)
-				guard_relation(((AlterObjectSchemaStmt *) parsetree)->relation,
-							   RECORD_DDL_SET_SCHEMA);
+			guard_set_schema((AlterObjectSchemaStmt *) parsetree);
 			break;
 		case T_AlterTableStmt:
 			guard_alter_table((AlterTableStmt *) parsetree);
@@ -568,10 +680,27 @@ record_guard_utility(Node *parsetree)
 		case T_CreateStmt:
 			guard_create_table((CreateStmt *) parsetree);
 			break;
+		case T_TruncateStmt:
+			guard_truncate_series((TruncateStmt *) parsetree);
+			break;
+		case T_CreateFunctionStmt:
+			if (((CreateFunctionStmt *) parsetree)->replace)
+				guard_function(((CreateFunctionStmt *) parsetree)->funcname, NULL);
+			break;
+		case T_AlterFunctionStmt:
+			guard_function(NIL, ((AlterFunctionStmt *) parsetree)->func);
+			break;
 		default:
 			break;
 	}
 	return false;
+}
+
+void
+record_guard_note_rewrite(Oid transient)
+{
+	rewritten = transient;
+	rewritten_lxid = MyLocalTransactionId;
 }
 
 void
@@ -605,7 +734,14 @@ table_has_rows(Oid relid)
 void
 record_guard_object_drop(Oid relid)
 {
-	if (drop_permitted || exempt() || !record_guard_is_record_table(relid))
+	if (relid == archived && archived_lxid == MyLocalTransactionId)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot drop table \"%s\"", get_rel_name(relid)),
+				 errdetail("It is the archive of the legal record dropped in this transaction."),
+				 errhint("Drop it in a later transaction, if you must.")));
+	if (drop_permitted || exempt() || !record_guard_is_record_table(relid) ||
+		(relid == rewritten && rewritten_lxid == MyLocalTransactionId))
 		return;
 	if (table_has_rows(relid))
 		refuse(RECORD_DDL_DROP, relid);

@@ -32,4 +32,7 @@
 /* A confirm would break the series' date order: void, and renumber. */
 #define ERRCODE_ISEQ_OUT_OF_ORDER		MAKE_SQLSTATE('5','5','I','0','5')
 
+/* close_period() found numbers still reserved: reconcile them first. */
+#define ERRCODE_ISEQ_NUMBERS_RESERVED	MAKE_SQLSTATE('5','5','I','0','6')
+
 #endif							/* INVOICE_SEQ_SQLSTATE_H */

@@ -785,7 +785,7 @@ sub op_close
 		  ok => sub { $last = $_[0]->[0]->[0] // 0; $self->{closing}->{$id} = 1; 'next' },
 		  error => sub {
 			  my ($st, $e) = @_;
-			  return 'abort' if $st eq '40P01' || $st eq '55I04' || ($st eq '55000' && $e =~ /reserved/);
+			  return 'abort' if $st eq '40P01' || $st =~ /^55I0[46]$/;
 			  return undef;
 		  } },
 		{ sql => 'SAVEPOINT after_close' },
