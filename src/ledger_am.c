@@ -199,7 +199,7 @@ ledger_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 
 	if (!is_extension_ledger(rel))
 		refuse(rel, "update", INSERT_ONLY_DETAIL);
-	by_script = invoice_seq_running_own_script();
+	by_script = invoice_seq_running_own_script(false);
 	if (!by_script && (!permitted.active || !slot_is_permitted_entry(slot, false)))
 		refuse(rel, "update",
 			   TRANSITIONS_ONLY_DETAIL);
@@ -494,6 +494,17 @@ refuse_cascade(DropStmt *stmt)
 	}
 }
 
+/* CREATE or ALTER EXTENSION invoice_seq: its script runs inside. */
+static bool
+is_own_extension_command(Node *parsetree)
+{
+	if (IsA(parsetree, CreateExtensionStmt))
+		return strcmp(((CreateExtensionStmt *) parsetree)->extname, "invoice_seq") == 0;
+	if (IsA(parsetree, AlterExtensionStmt))
+		return strcmp(((AlterExtensionStmt *) parsetree)->extname, "invoice_seq") == 0;
+	return false;
+}
+
 static void
 next_process_utility(PlannedStmt *pstmt, const char *queryString,
 					 bool readOnlyTree, ProcessUtilityContext context,
@@ -521,6 +532,8 @@ ledger_process_utility(PlannedStmt *pstmt, const char *queryString,
 					   DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	volatile bool own = is_own_extension_command(parsetree);
+	volatile bool drops_record = false;
 
 	if (IsA(parsetree, TruncateStmt))
 		refuse_truncate((TruncateStmt *) parsetree);
@@ -529,21 +542,20 @@ ledger_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else if (IsA(parsetree, DropStmt))
 		refuse_cascade((DropStmt *) parsetree);
 
-	if (!record_guard_utility(parsetree))
-	{
-		next_process_utility(pstmt, queryString, readOnlyTree, context,
-							 params, queryEnv, dest, qc);
-		return;
-	}
-	record_guard_permit_drop(true);
+	invoice_seq_utility_enter(own);
 	PG_TRY();
 	{
+		drops_record = record_guard_utility(parsetree);
+		if (drops_record)
+			record_guard_permit_drop(true);
 		next_process_utility(pstmt, queryString, readOnlyTree, context,
 							 params, queryEnv, dest, qc);
 	}
 	PG_FINALLY();
 	{
-		record_guard_permit_drop(false);
+		if (drops_record)
+			record_guard_permit_drop(false);
+		invoice_seq_utility_exit(own);
 	}
 	PG_END_TRY();
 }

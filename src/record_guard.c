@@ -163,7 +163,7 @@ static const struct
 static bool
 exempt(void)
 {
-	return IsBinaryUpgrade || invoice_seq_running_own_script();
+	return IsBinaryUpgrade || invoice_seq_running_own_script(true);
 }
 
 /* Is relid a table of the legal record? */

@@ -107,14 +107,43 @@ invoice_seq_check_schema_version(void)
 }
 
 /*
- * Is this backend running one of invoice_seq's own scripts (CREATE or
- * ALTER EXTENSION invoice_seq)?  They may change what nothing else may.
+ * How deep this backend is in utility commands (the ProcessUtility hook of
+ * ledger_am.c counts them), and the depth at which a CREATE or ALTER
+ * EXTENSION invoice_seq runs, or -1.
+ */
+static int	utility_depth = 0;
+static int	script_depth = -1;
+
+void
+invoice_seq_utility_enter(bool own_extension)
+{
+	utility_depth++;
+	if (own_extension && script_depth < 0)
+		script_depth = utility_depth;
+}
+
+void
+invoice_seq_utility_exit(bool own_extension)
+{
+	if (own_extension && script_depth == utility_depth)
+		script_depth = -1;
+	utility_depth--;
+}
+
+/*
+ * Is this one of invoice_seq's own scripts (CREATE or ALTER EXTENSION
+ * invoice_seq) at work?  They may change what nothing else may.  Its
+ * utility commands run one level below the CREATE or ALTER EXTENSION, its
+ * other statements at that level; anything deeper, such as an event
+ * trigger firing on a command of the script, is not the script.
  */
 bool
-invoice_seq_running_own_script(void)
+invoice_seq_running_own_script(bool utility)
 {
 	return creating_extension &&
-		CurrentExtensionObject == get_extension_oid("invoice_seq", true);
+		CurrentExtensionObject == get_extension_oid("invoice_seq", true) &&
+		script_depth >= 0 &&
+		utility_depth == script_depth + (utility ? 1 : 0);
 }
 
 /*

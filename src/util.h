@@ -16,7 +16,9 @@
 #include "invoice_seq.h"
 
 extern void invoice_seq_check_schema_version(void);
-extern bool invoice_seq_running_own_script(void);
+extern void invoice_seq_utility_enter(bool own_extension);
+extern void invoice_seq_utility_exit(bool own_extension);
+extern bool invoice_seq_running_own_script(bool utility);
 extern Oid	invoice_seq_owner(void);
 extern void invoice_seq_become_owner(Oid *save_userid, int *save_sec_context);
 extern SPIPlanPtr invoice_seq_plan(SPIPlanPtr *cache, const char *sql,

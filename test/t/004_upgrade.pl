@@ -150,7 +150,28 @@ $node->safe_psql('v12', q{
 ($ret, $out, $err) = $node->psql('v12', 'SELECT * FROM invoice_seq.stats');
 like($err, qr/library version 1\.5 cannot use extension objects of version 1\.2/,
 	'from 1.2: before the update, stats says to run ALTER EXTENSION UPDATE');
+# An event trigger that tries to drop the ledger (an invoice_ledger table
+# since 1.1) while the update scripts run: the scripts may change the
+# record's tables, code they set off may not.
+$node->safe_psql('v12', q{
+	CREATE TABLE public.drop_attempts (state text);
+	CREATE FUNCTION public.try_drop() RETURNS event_trigger LANGUAGE plpgsql AS $$
+	BEGIN
+	    BEGIN
+	        DROP TABLE invoice_seq.ledger_entry CASCADE;
+	        INSERT INTO public.drop_attempts VALUES ('dropped');
+	    EXCEPTION WHEN OTHERS THEN
+	        INSERT INTO public.drop_attempts VALUES (SQLSTATE);
+	    END;
+	END $$;
+	CREATE EVENT TRIGGER try_drop ON ddl_command_end EXECUTE FUNCTION public.try_drop();
+});
 $node->safe_psql('v12', 'ALTER EXTENSION invoice_seq UPDATE');
+$node->safe_psql('v12', 'DROP EVENT TRIGGER try_drop');
+is($node->safe_psql('v12', q{
+		SELECT count(*) FILTER (WHERE state = 'dropped') || ' ' || (count(*) FILTER (WHERE state = '42501') > 0)
+		FROM public.drop_attempts}),
+	'0 true', 'from 1.2: an event trigger firing inside the update scripts cannot drop the ledger (42501)');
 is( $node->safe_psql('v12',
 		"BEGIN; SELECT invoice_seq.reserve_invoice_no('S12', 'key-1'),"
 		  . " invoice_seq.reserve_invoice_no('S12', 'key-2'); COMMIT"),
