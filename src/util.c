@@ -140,10 +140,15 @@ invoice_seq_utility_exit(bool own_extension)
 bool
 invoice_seq_running_own_script(bool utility)
 {
+	/*
+	 * A CREATE EXTENSION the hook did not see loaded this library: it is
+	 * at the depth where counting began.
+	 */
+	int			base = script_depth >= 0 ? script_depth : 0;
+
 	return creating_extension &&
 		CurrentExtensionObject == get_extension_oid("invoice_seq", true) &&
-		script_depth >= 0 &&
-		utility_depth == script_depth + (utility ? 1 : 0);
+		utility_depth == base + (utility ? 1 : 0);
 }
 
 /*
