@@ -93,7 +93,9 @@ SELECT expect_error($$DROP OWNED BY regress_guard_owner$$) LIKE '2BP01%' AS refu
 -- and by the extension, for a table no longer a member (catalog surgery)
 BEGIN;
 DELETE FROM pg_depend WHERE objid = 'invoice_seq.ledger_link'::regclass AND deptype = 'e';
-SELECT expect_error($$DROP OWNED BY regress_guard_owner$$);
+SET LOCAL client_min_messages = warning;
+-- (which table of the record it reaches first varies between versions)
+SELECT left(expect_error($$DROP OWNED BY regress_guard_owner CASCADE$$), 25) AS refused;
 SELECT expect_error($$DROP TABLE invoice_seq.ledger_link$$);
 ROLLBACK;
 ALTER TABLE invoice_seq.ledger_link OWNER TO CURRENT_USER;
