@@ -86,7 +86,13 @@ commit_confirmed(void)
 	bool		defined;
 	XLogRecPtr	confirmed;
 
-	if (!SyncRepRequested())
+	/*
+	 * Without synchronous standbys, the common case, nothing waited: leave
+	 * without the lock, on the same unlocked read PostgreSQL's own wait
+	 * starts with (SyncRepWaitForLSN).
+	 */
+	if (!SyncRepRequested() ||
+		!SYNC_STANDBYS_DEFINED((volatile WalSndCtlData *) WalSndCtl))
 		return true;
 	switch (synchronous_commit)
 	{
