@@ -90,6 +90,31 @@ sub killed_by_sigkill
 		qr/(?:server process|client backend) \(PID $p\) was terminated by signal 9/);
 }
 
+# A streaming standby of $primary, called $name, made its synchronous
+# standby; returned once the primary reports it synchronous.
+sub synchronous_standby
+{
+	my ($primary, $name) = @_;
+	$primary->backup('backup');
+	my $standby = PostgreSQL::Test::Cluster->new($name);
+	$standby->init_from_backup($primary, 'backup', has_streaming => 1);
+	$standby->start;
+	$primary->append_conf('postgresql.conf', "synchronous_standby_names = '$name'");
+	$primary->reload;
+	wait_until_synchronous($primary, $name);
+	return $standby;
+}
+
+# Wait until $primary reports its standby $name synchronous.
+sub wait_until_synchronous
+{
+	my ($primary, $name) = @_;
+	$primary->poll_query_until('postgres',
+		"SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = '$name'")
+	  or die "the standby $name never became synchronous";
+	return;
+}
+
 # Wait until the node accepts connections, start the sequencer of $db
 # (default "postgres"), and wait until one runs there (other than $old_pid,
 # if given).  Sequencers start when a request needs them; this starts it

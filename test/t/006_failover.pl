@@ -28,15 +28,7 @@ $primary->safe_psql('postgres', q{
 	SELECT invoice_seq.create_series('S');
 	CREATE TABLE app_invoice (no bigint PRIMARY KEY, client text NOT NULL);
 });
-$primary->backup('backup');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'backup', has_streaming => 1);
-$standby->start;
-$primary->append_conf('postgresql.conf', "synchronous_standby_names = 'standby'");
-$primary->reload;
-$primary->poll_query_until('postgres',
-	"SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'standby'")
-  or die 'the standby never became synchronous';
+my $standby = InvoiceSeqTest::synchronous_standby($primary, 'standby');
 pass('the standby is synchronous');
 
 # 4 clients reserve with keys (2 inside a transaction block, through the

@@ -262,15 +262,7 @@ for my $kind (qw(statement_timeout lock_timeout cancel))
 # invoice_seq closes the connection instead, without an answer: the client
 # sees a lost connection and retries with the same key.  (statement_timeout
 # does not end the wait: PostgreSQL stops its timer before the commit.)
-$node->backup('backup');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($node, 'backup', has_streaming => 1);
-$standby->start;
-$node->append_conf('postgresql.conf', "synchronous_standby_names = 'standby'");
-$node->reload;
-$node->poll_query_until('postgres',
-	"SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'standby'")
-  or die 'the standby never became synchronous';
+my $standby = InvoiceSeqTest::synchronous_standby($node, 'standby');
 $standby->stop;
 my $one_step_before = $node->safe_psql('postgres',
 	"SELECT count(*) FROM invoice_seq.ledger WHERE series = 'A' AND status = 'issued'");
@@ -288,9 +280,7 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM invoice_seq.ledger WHERE series = 'A' AND status = 'issued'"),
 	$one_step_before + 1, 'the one-step number is committed here');
 $standby->start;
-$node->poll_query_until('postgres',
-	"SELECT sync_state = 'sync' FROM pg_stat_replication WHERE application_name = 'standby'")
-  or die 'the standby never came back';
+InvoiceSeqTest::wait_until_synchronous($node, 'standby');
 $node->wait_for_catchup($standby);
 is($standby->safe_psql('postgres', "SELECT count(*) FROM invoice_seq.ledger WHERE idempotency_key = 'sync-1'"),
 	'1', 'the standby, back, has them');
