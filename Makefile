@@ -20,6 +20,7 @@ OBJS = \
 	src/ledger.o \
 	src/launch.o \
 	src/ledger_am.o \
+	src/ledger_write.o \
 	src/number.o \
 	src/preset.o \
 	src/record.o \
@@ -42,7 +43,7 @@ EXTENSION = invoice_seq
 DATA = invoice_seq--1.0.sql invoice_seq--1.0--1.1.sql invoice_seq--1.1--1.2.sql \
 	invoice_seq--1.2--1.3.sql invoice_seq--1.3--1.4.sql invoice_seq--1.4--1.5.sql
 
-REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets callers closing guards
+REGRESS = setup series reserve confirm_void check_series next_invoice chronology ledger_am tenants attacks stats bad_input chain presets callers closing ledger_write guards
 REGRESS_OPTS = --temp-instance=tmp_check_regress \
 	--temp-config=$(srcdir)/test/regress.conf --encoding=UTF8 --no-locale
 

@@ -73,12 +73,20 @@ typedef enum EntryStatus
 #define ENTRY_ATT_SERIES_ID			1
 #define ENTRY_ATT_PERIOD			2
 #define ENTRY_ATT_INVOICE_NO		3
+#define ENTRY_ATT_DISPLAY_NO		4
 #define ENTRY_ATT_STATUS			5
 #define ENTRY_ATT_IDEMPOTENCY_KEY	6
+#define ENTRY_ATT_EXTERNAL_REF		7
+#define ENTRY_ATT_VOID_REASON		8
 #define ENTRY_ATT_RESERVED_AT		9
 #define ENTRY_ATT_RESERVED_BY		10
 #define ENTRY_ATT_CONFIRMED_AT		11
+#define ENTRY_ATT_CONFIRMED_BY		12
+#define ENTRY_ATT_VOIDED_AT			13
+#define ENTRY_ATT_VOIDED_BY			14
 #define ENTRY_ATT_HOLDER_XID		15
+#define ENTRY_ATT_APP_DIGEST		16
+#define ENTRY_NATTS					16
 
 /* Columns of invoice_seq.period_close, by number. */
 #define CLOSE_ATT_SERIES_ID			1

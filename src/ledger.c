@@ -46,6 +46,7 @@
 #include "alloc.h"
 #include "ledger.h"
 #include "ledger_am.h"
+#include "ledger_write.h"
 #include "preset.h"
 #include "seal_due.h"
 #include "series.h"
@@ -56,10 +57,6 @@ PG_FUNCTION_INFO_V1(invoice_seq_confirm_invoice_no);
 PG_FUNCTION_INFO_V1(invoice_seq_void_invoice_no);
 
 static SPIPlanPtr key_plan = NULL;
-static SPIPlanPtr insert_plan = NULL;
-static SPIPlanPtr lock_entry_plan = NULL;
-static SPIPlanPtr confirm_plan = NULL;
-static SPIPlanPtr void_plan = NULL;
 static SPIPlanPtr ended_plan = NULL;
 
 static void void_free_number(const InvoiceSeries *series, const char *period,
@@ -68,28 +65,6 @@ static void void_free_number(const InvoiceSeries *series, const char *period,
 
 /* Free numbers of ended periods voided by one first use of a new period. */
 #define ENDED_BATCH		1000
-
-/* Columns of the row that lock_entry() reads. */
-enum
-{
-	LOCKED_CTID = 1,
-	LOCKED_STATUS,
-	LOCKED_EXTERNAL_REF,
-	LOCKED_ONE_STEP,
-	LOCKED_APP_DIGEST,
-	LOCKED_NCOLUMNS = LOCKED_APP_DIGEST
-};
-
-/* Parameters of the statements that change one entry, by tuple id. */
-enum
-{
-	CHANGE_CTID = 0,
-	CHANGE_WHEN,
-	CHANGE_WHO,
-	CHANGE_TEXT,				/* external_ref, or void reason */
-	CHANGE_DIGEST,				/* app_digest, for a confirm */
-	CHANGE_NPARAMS
-};
 
 /* A new ledger row, as ledger_insert() writes it. */
 typedef struct NewEntry
@@ -106,21 +81,6 @@ typedef struct NewEntry
 	const bytea *app_digest;	/* NULL: none */
 } NewEntry;
 
-enum
-{
-	INSERT_SERIES = 0,
-	INSERT_PERIOD,
-	INSERT_NO,
-	INSERT_DISPLAY,
-	INSERT_STATUS,
-	INSERT_WHEN,
-	INSERT_WHO,
-	INSERT_KEY,
-	INSERT_HOLDER,
-	INSERT_VOID_REASON,
-	INSERT_DIGEST,
-	INSERT_NPARAMS
-};
 
 /* "invoice number 7 of series "INV"", with the period if there is one. */
 char *
@@ -133,30 +93,6 @@ number_label(const char *series, const char *period, int64 invoice_no)
 					invoice_no, series, period);
 }
 
-/*
- * Run one of our UPDATE statements on the ledger entry (series_id, period,
- * invoice_no).  The invoice_ledger access method refuses every other update
- * of the ledger, so the entry is named to it for the statement's duration.
- */
-static int
-execute_entry_update(SPIPlanPtr plan, Datum *values, const char *nulls,
-					 int32 series_id, const char *period, int64 invoice_no)
-{
-	volatile int rc = 0;
-
-	ledger_am_permit_update(series_id, period, invoice_no);
-	PG_TRY();
-	{
-		rc = invoice_seq_execute(plan, values, nulls, false, 0);
-	}
-	PG_FINALLY();
-	{
-		ledger_am_end_update();
-	}
-	PG_END_TRY();
-	return rc;
-}
-
 /* yyyymmdd as 'yyyy-mm-dd'. */
 static char *
 day_text(int day)
@@ -165,65 +101,54 @@ day_text(int day)
 }
 
 /*
- * Insert a ledger row in the current transaction.  The caller is connected
- * to SPI as the owner.  A row with this number already there was put in
- * the ledger behind the allocator's back (by hand, or by a restore into a
- * live server): the allocator forgets the number and reads the ledger again.
+ * Insert a ledger row in the current transaction, as the owner.  A row
+ * with this number already there was put in the ledger behind the
+ * allocator's back (by hand, or by a restore into a live server): the
+ * allocator forgets the number and reads the ledger again.
  */
 static void
 ledger_insert(const NewEntry *e)
 {
-	Oid			argtypes[INSERT_NPARAMS] = {INT4OID, TEXTOID, INT8OID, TEXTOID,
-		TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, XID8OID, TEXTOID, BYTEAOID};
-	Datum		values[INSERT_NPARAMS];
-	char		nulls[INSERT_NPARAMS];
-	SPIPlanPtr	plan;
+	Datum		values[ENTRY_NATTS];
+	bool		isnull[ENTRY_NATTS];
 	MemoryContext oldcontext = CurrentMemoryContext;
+	Relation	rel;
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[INSERT_SERIES] = Int32GetDatum(e->series->id);
-	values[INSERT_PERIOD] = CStringGetTextDatum(e->period);
-	values[INSERT_NO] = Int64GetDatum(e->invoice_no);
-	values[INSERT_DISPLAY] = CStringGetTextDatum(e->display_no);
-	values[INSERT_STATUS] = CStringGetTextDatum(entry_status_name(e->status));
-	values[INSERT_WHEN] = TimestampTzGetDatum(e->now);
-	values[INSERT_WHO] = CStringGetTextDatum(e->role);
+	memset(values, 0, sizeof(values));
+	memset(isnull, true, sizeof(isnull));
+#define SET_ATT(att, datum) \
+	(values[(att) - 1] = (datum), isnull[(att) - 1] = false)
+	SET_ATT(ENTRY_ATT_SERIES_ID, Int32GetDatum(e->series->id));
+	SET_ATT(ENTRY_ATT_PERIOD, CStringGetTextDatum(e->period));
+	SET_ATT(ENTRY_ATT_INVOICE_NO, Int64GetDatum(e->invoice_no));
+	SET_ATT(ENTRY_ATT_DISPLAY_NO, CStringGetTextDatum(e->display_no));
+	SET_ATT(ENTRY_ATT_STATUS, CStringGetTextDatum(entry_status_name(e->status)));
+	SET_ATT(ENTRY_ATT_RESERVED_AT, TimestampTzGetDatum(e->now));
+	SET_ATT(ENTRY_ATT_RESERVED_BY, CStringGetTextDatum(e->role));
 	if (e->key != NULL)
-		values[INSERT_KEY] = CStringGetTextDatum(e->key);
-	else
-		nulls[INSERT_KEY] = 'n';
-	/* a one-step number names the transaction that issued it */
+		SET_ATT(ENTRY_ATT_IDEMPOTENCY_KEY, CStringGetTextDatum(e->key));
 	if (e->status == ENTRY_ISSUED)
-		values[INSERT_HOLDER] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	else
-		nulls[INSERT_HOLDER] = 'n';
-	if (e->void_reason != NULL)
-		values[INSERT_VOID_REASON] = CStringGetTextDatum(e->void_reason);
-	else
-		nulls[INSERT_VOID_REASON] = 'n';
+	{
+		/* a one-step number names the transaction that issued it */
+		SET_ATT(ENTRY_ATT_HOLDER_XID,
+				FullTransactionIdGetDatum(GetTopFullTransactionId()));
+		SET_ATT(ENTRY_ATT_CONFIRMED_AT, TimestampTzGetDatum(e->now));
+		SET_ATT(ENTRY_ATT_CONFIRMED_BY, CStringGetTextDatum(e->role));
+	}
+	if (e->status == ENTRY_VOIDED)
+	{
+		SET_ATT(ENTRY_ATT_VOIDED_AT, TimestampTzGetDatum(e->now));
+		SET_ATT(ENTRY_ATT_VOIDED_BY, CStringGetTextDatum(AUTO_VOIDED_BY));
+		SET_ATT(ENTRY_ATT_VOID_REASON, CStringGetTextDatum(e->void_reason));
+	}
 	if (e->app_digest != NULL)
-		values[INSERT_DIGEST] = PointerGetDatum(e->app_digest);
-	else
-		nulls[INSERT_DIGEST] = 'n';
+		SET_ATT(ENTRY_ATT_APP_DIGEST, PointerGetDatum(e->app_digest));
+#undef SET_ATT
 
-	plan = invoice_seq_plan(&insert_plan,
-							"INSERT INTO invoice_seq.ledger_entry"
-							" (series_id, period, invoice_no, display_no, status,"
-							"  reserved_at, reserved_by, idempotency_key, holder_xid,"
-							"  confirmed_at, confirmed_by, voided_at, voided_by, void_reason,"
-							"  app_digest)"
-							" SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9,"
-							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'issued' THEN $6 END,"
-							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'issued' THEN $7 END,"
-							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'voided' THEN $6 END,"
-							"  CASE WHEN $5 OPERATOR(pg_catalog.=) 'voided' THEN '" AUTO_VOIDED_BY "' END,"
-							"  $10, $11",
-							INSERT_NPARAMS, argtypes);
+	rel = table_open(invoice_seq_ledger_relid(), RowExclusiveLock);
 	PG_TRY();
 	{
-		int			rc = invoice_seq_execute(plan, values, nulls, false, 0);
-
-		invoice_seq_spi_check(rc, SPI_OK_INSERT, "recording the number");
+		ledger_write_insert(rel, values, isnull);
 		if (e->status != ENTRY_RESERVED)
 			seal_due_note(e->series->id, e->period);
 	}
@@ -241,6 +166,7 @@ ledger_insert(const NewEntry *e)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	table_close(rel, NoLock);
 }
 
 /*
@@ -902,6 +828,7 @@ typedef struct TransitionArgs
 typedef struct LockedEntry
 {
 	ItemPointerData tid;
+	HeapTuple	row;			/* its current version */
 	EntryStatus status;
 	char	   *external_ref;
 	bool		one_step;
@@ -994,59 +921,78 @@ transition_args(FunctionCallInfo fcinfo, Transition kind, TransitionArgs *a)
 						   ISEQ_MAX_REASON)));
 }
 
+/* Read what confirm and void need of the entry that the slot holds. */
+static void
+read_locked_entry(TupleTableSlot *slot, LockedEntry *locked)
+{
+	slot_getallattrs(slot);
+	locked->tid = slot->tts_tid;
+	locked->row = ExecCopySlotHeapTuple(slot);
+	locked->status =
+		parse_entry_status(TextDatumGetCString(slot->tts_values[ENTRY_ATT_STATUS - 1]));
+	locked->external_ref = slot->tts_isnull[ENTRY_ATT_EXTERNAL_REF - 1] ? NULL :
+		TextDatumGetCString(slot->tts_values[ENTRY_ATT_EXTERNAL_REF - 1]);
+	locked->one_step = !slot->tts_isnull[ENTRY_ATT_HOLDER_XID - 1];
+	locked->app_digest = slot->tts_isnull[ENTRY_ATT_APP_DIGEST - 1] ? NULL :
+		DatumGetByteaPCopy(slot->tts_values[ENTRY_ATT_APP_DIGEST - 1]);
+}
+
 /*
  * Lock the ledger entry in the caller's transaction, so that a concurrent
  * confirm and void of one number serialise on it.  The entry is found
- * without predicate locks and locked by its tuple id (fetch_row).  In
- * REPEATABLE READ and SERIALIZABLE, an entry changed by a transaction that
- * we waited for, and that committed, is a serialization failure, as a row
- * lock would be.  Returns false if the
- * number was never handed out.
+ * without predicate locks and locked by its tuple id, as SELECT ... FOR
+ * UPDATE would lock it (ledger_write_lock).  An entry changed meanwhile
+ * is looked up again; in REPEATABLE READ and SERIALIZABLE, an entry
+ * changed by a transaction that we waited for, or that committed since we
+ * found it, is a serialization failure, as a row lock would be.  Returns
+ * false if the number was never handed out.
  */
 static bool
 lock_entry(const InvoiceSeries *series, const char *period, int64 invoice_no,
 		   const char *label, LockedEntry *locked)
 {
 	ScanKeyData keys[3];
-	Oid			argtype = TIDOID;
-	SPIPlanPtr	plan;
-	bool		changed;
-	bool		isnull;
-	Datum		d;
-	TransactionId busy;
+	bool		changed = false;
+	Relation	rel;
+	TupleTableSlot *slot;
+	TM_Result	result;
 
 	period_keys(keys, series->id, period);
 	ScanKeyInit(&keys[2], ENTRY_ATT_INVOICE_NO, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(invoice_no));
-	plan = invoice_seq_plan(&lock_entry_plan,
-							"SELECT ctid, status, external_ref, holder_xid IS NOT NULL,"
-							"       app_digest"
-							" FROM invoice_seq.ledger_entry"
-							" WHERE ctid OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-							1, &argtype);
-	if (!fetch_row("ledger_entry_pkey", keys, 3, FIND_TO_LOCK, plan,
-				   "locking the ledger entry", &changed, &busy))
-		return false;
+	rel = table_open(invoice_seq_ledger_relid(), RowExclusiveLock);
+	slot = table_slot_create(rel, NULL);
+	do
+	{
+		bool		changed_now;
+		TransactionId busy;
+
+		if (!find_row("ledger_entry_pkey", keys, 3, FIND_TO_LOCK, &locked->tid,
+					  &changed_now, &busy))
+		{
+			ExecDropSingleTupleTableSlot(slot);
+			table_close(rel, NoLock);
+			return false;
+		}
+		changed |= changed_now;
+		result = ledger_write_lock(rel, &locked->tid, slot);
+		/* changed since we found it, by a transaction that committed since */
+		if (result == TM_Updated || result == TM_Deleted)
+			changed = true;
+		else if (result != TM_Ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("invoice_seq: locking %s failed (result %d)",
+							label, (int) result)));
+	} while (result != TM_Ok && !(changed && IsolationUsesXactSnapshot()));
 	if (changed && IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access to %s", label),
 				 errdetail("A concurrent transaction changed it.")));
-
-	locked->tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
-													 SPI_tuptable->tupdesc,
-													 LOCKED_CTID, &isnull));
-	locked->status = parse_entry_status(SPI_getvalue(SPI_tuptable->vals[0],
-													 SPI_tuptable->tupdesc,
-													 LOCKED_STATUS));
-	locked->external_ref = SPI_getvalue(SPI_tuptable->vals[0],
-										SPI_tuptable->tupdesc, LOCKED_EXTERNAL_REF);
-	locked->one_step = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc,
-												  LOCKED_ONE_STEP, &isnull));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-					  LOCKED_APP_DIGEST, &isnull);
-	locked->app_digest = isnull ? NULL : DatumGetByteaPCopy(d);
+	read_locked_entry(slot, locked);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
 	return true;
 }
 
@@ -1107,49 +1053,44 @@ check_transition(const TransitionArgs *a, const LockedEntry *locked,
 static void
 apply_transition(const TransitionArgs *a, const InvoiceSeries *series,
 				 const char *period, const LockedEntry *locked,
-				 const char *caller, TimestampTz now, const char *label)
+				 const char *caller, TimestampTz now)
 {
-	Oid			argtypes[CHANGE_NPARAMS] = {TIDOID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
-		BYTEAOID};
-	Datum		values[CHANGE_NPARAMS];
-	char		nulls[CHANGE_NPARAMS] = {' ', ' ', ' ', ' ', ' '};
-	SPIPlanPtr	plan;
-	int			rc;
+	Relation	rel = table_open(invoice_seq_ledger_relid(), RowExclusiveLock);
+	Datum		values[ENTRY_NATTS];
+	bool		isnull[ENTRY_NATTS];
+	bool		confirm = (a->kind == TRANSITION_CONFIRM);
+	int			when = confirm ? ENTRY_ATT_CONFIRMED_AT : ENTRY_ATT_VOIDED_AT;
+	int			who = confirm ? ENTRY_ATT_CONFIRMED_BY : ENTRY_ATT_VOIDED_BY;
+	int			text = confirm ? ENTRY_ATT_EXTERNAL_REF : ENTRY_ATT_VOID_REASON;
 
-	values[CHANGE_CTID] = PointerGetDatum(&locked->tid);
-	values[CHANGE_WHEN] = TimestampTzGetDatum(now);
-	values[CHANGE_WHO] = CStringGetTextDatum(caller);
+	heap_deform_tuple(locked->row, RelationGetDescr(rel), values, isnull);
+	values[ENTRY_ATT_STATUS - 1] =
+		CStringGetTextDatum(entry_status_name(confirm ? ENTRY_ISSUED : ENTRY_VOIDED));
+	values[when - 1] = TimestampTzGetDatum(now);
+	isnull[when - 1] = false;
+	values[who - 1] = CStringGetTextDatum(caller);
+	isnull[who - 1] = false;
+	isnull[text - 1] = (a->text == NULL);
 	if (a->text != NULL)
-		values[CHANGE_TEXT] = CStringGetTextDatum(a->text);
-	else
-		nulls[CHANGE_TEXT] = 'n';
-	if (a->app_digest != NULL)
-		values[CHANGE_DIGEST] = PointerGetDatum(a->app_digest);
-	else
-		nulls[CHANGE_DIGEST] = 'n';
+		values[text - 1] = CStringGetTextDatum(a->text);
+	if (confirm)
+	{
+		isnull[ENTRY_ATT_APP_DIGEST - 1] = (a->app_digest == NULL);
+		values[ENTRY_ATT_APP_DIGEST - 1] = PointerGetDatum(a->app_digest);
+	}
 
-	if (a->kind == TRANSITION_CONFIRM)
-		plan = invoice_seq_plan(&confirm_plan,
-								"UPDATE invoice_seq.ledger_entry"
-								" SET status = 'issued', confirmed_at = $2,"
-								"     confirmed_by = $3, external_ref = $4,"
-								"     app_digest = $5"
-								" WHERE ctid OPERATOR(pg_catalog.=) $1",
-								CHANGE_NPARAMS, argtypes);
-	else
-		plan = invoice_seq_plan(&void_plan,
-								"UPDATE invoice_seq.ledger_entry"
-								" SET status = 'voided', voided_at = $2,"
-								"     voided_by = $3, void_reason = $4"
-								" WHERE ctid OPERATOR(pg_catalog.=) $1",
-								CHANGE_DIGEST, argtypes);
-	rc = execute_entry_update(plan, values, nulls, series->id, period, a->invoice_no);
-	invoice_seq_spi_check(rc, SPI_OK_UPDATE, "updating the ledger entry");
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("invoice_seq: updating %s changed " UINT64_FORMAT " rows",
-						label, SPI_processed)));
+	/* the invoice_ledger access method allows this one update */
+	ledger_am_permit_update(series->id, period, a->invoice_no);
+	PG_TRY();
+	{
+		ledger_write_update(rel, (ItemPointer) &locked->tid, values, isnull);
+	}
+	PG_FINALLY();
+	{
+		ledger_am_end_update();
+	}
+	PG_END_TRY();
+	table_close(rel, NoLock);
 	seal_due_note(series->id, period);
 }
 
@@ -1211,7 +1152,7 @@ ledger_transition(FunctionCallInfo fcinfo, Transition kind)
 					 errmsg("cannot confirm %s now: the series is chronological", label),
 					 errdetail_internal("%s", conflict),
 					 errhint("Void the number with invoice_seq.void_invoice_no(), and issue the invoice under a new number.")));
-		apply_transition(&a, &series, period, &locked, caller, now, label);
+		apply_transition(&a, &series, period, &locked, caller, now);
 	}
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);

@@ -25,6 +25,9 @@
 
 /* 16 made tuple_update say which indexes need new entries. */
 typedef bool TU_UpdateIndexes;
+#define UPDATE_NEEDS_INDEX_ENTRIES(u) (u)
+#define UPDATE_SUMMARIZING_ONLY(u) false
+#define INDEX_IS_SUMMARIZING(index) false
 
 /* 16 added soft error reporting to name-list parsing. */
 #define stringToQualifiedNameList(string, escontext) \
@@ -49,6 +52,13 @@ typedef bool TU_UpdateIndexes;
 	LockHeldByMe(locktag, lockmode)
 
 #endif							/* PG_VERSION_NUM < 170000 */
+
+/* 16 added summarizing indexes, which a HOT update still gives entries. */
+#if PG_VERSION_NUM >= 160000
+#define UPDATE_NEEDS_INDEX_ENTRIES(u) ((u) != TU_None)
+#define UPDATE_SUMMARIZING_ONLY(u) ((u) == TU_Summarizing)
+#define INDEX_IS_SUMMARIZING(index) ((index)->rd_indam->amsummarizing)
+#endif
 
 /* 17 lets a dshash table say how its keys are copied. */
 #if PG_VERSION_NUM >= 170000
