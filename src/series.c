@@ -32,6 +32,10 @@
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
+#include "utils/inval.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "access/xact.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "common/hashfn.h"
@@ -72,7 +76,37 @@ static SeriesShared *series_shared = NULL;
 
 /* This transaction changed a series: count it when it commits. */
 static bool changed_here = false;
+/* It created, changed or dropped one: its reads skip the cache below. */
+static bool written_here = false;
 static bool xact_callback_registered = false;
+
+/*
+ * The series this backend read by name, for the calls that hand out and
+ * confirm numbers: without it, each of them read series_def through its
+ * index.  An entry is used while the generation it was read at is still
+ * the cluster's: no alter_series() or drop_series() has committed since.
+ * The generation is read before the snapshot that reads the row, and a
+ * change is counted once its commit is visible, so every change counted
+ * in it is in the row, and a later one moves the generation.  A new series
+ * changes no entry, and the cache holds only series that exist.
+ *
+ * Only a READ COMMITTED read, which sees the last committed definitions,
+ * may use or fill it, and not in a transaction that wrote series_def
+ * itself (its reads see its own uncommitted change).  A relcache
+ * invalidation of series_def (DROP EXTENSION drops it) empties it.
+ */
+typedef struct CachedSeries
+{
+	char		name[ISEQ_MAX_SERIES_NAME + 1];	/* the key */
+	uint64		generation;
+	InvoiceSeries series;
+} CachedSeries;
+
+/* Past this many entries the cache starts again empty (about 1.6 MB). */
+#define SERIES_CACHE_MAX	4096
+
+static HTAB *series_cache = NULL;
+static Oid	series_cache_relid = InvalidOid;
 
 static SPIPlanPtr alter_plan = NULL;
 static SPIPlanPtr used_plan = NULL;
@@ -120,6 +154,9 @@ series_generation(void)
 static void
 series_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		written_here = false;
 	if (!changed_here)
 		return;
 	switch (event)
@@ -143,15 +180,23 @@ series_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* Count this transaction's change of a series when it commits. */
+/* This transaction writes series_def: its reads bypass the cache. */
 static void
-count_change_at_commit(void)
+note_written_here(void)
 {
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(series_xact_callback, NULL);
 		xact_callback_registered = true;
 	}
+	written_here = true;
+}
+
+/* Count this transaction's change of a series when it commits. */
+static void
+count_change_at_commit(void)
+{
+	note_written_here();
 	changed_here = true;
 }
 
@@ -842,11 +887,77 @@ read_series(SeriesColumn by, Datum key, InvoiceSeries *series)
 	return tuple != NULL;
 }
 
-/* Look a series up by name.  Returns false if there is no such series. */
+/* A relcache invalidation: series_def's (or everything's) empties the cache. */
+static void
+series_cache_invalidate(Datum arg, Oid relid)
+{
+	if (series_cache != NULL &&
+		(relid == InvalidOid || relid == series_cache_relid))
+	{
+		hash_destroy(series_cache);
+		series_cache = NULL;
+	}
+}
+
+/* The cache, made empty on first use or when full; NULL if none may serve. */
+static HTAB *
+series_cache_get(void)
+{
+	static bool callback_registered = false;
+	HASHCTL		ctl;
+
+	if (series_shared == NULL || written_here || IsolationUsesXactSnapshot())
+		return NULL;
+	if (series_cache != NULL && hash_get_num_entries(series_cache) < SERIES_CACHE_MAX)
+		return series_cache;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(series_cache_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+	if (series_cache != NULL)
+		hash_destroy(series_cache);
+	series_cache_relid = get_relname_relid("series_def",
+										   get_namespace_oid("invoice_seq", false));
+	ctl.keysize = ISEQ_MAX_SERIES_NAME + 1;
+	ctl.entrysize = sizeof(CachedSeries);
+	ctl.hcxt = CacheMemoryContext;
+	series_cache = hash_create("invoice_seq series", 256, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	return series_cache;
+}
+
+/*
+ * Look a series up by name, in this backend's cache if it may serve.
+ * Returns false if there is no such series.
+ */
 bool
 series_lookup(const char *name, InvoiceSeries *series)
 {
-	return read_series(SERIES_COL_NAME, CStringGetTextDatum(name), series);
+	uint64		generation = series_generation();
+	HTAB	   *cache = strlen(name) <= ISEQ_MAX_SERIES_NAME ? series_cache_get() : NULL;
+	CachedSeries *entry;
+	bool		found;
+
+	if (cache != NULL)
+	{
+		entry = hash_search(cache, name, HASH_FIND, NULL);
+		if (entry != NULL && entry->generation == generation)
+		{
+			*series = entry->series;
+			return true;
+		}
+	}
+	if (!read_series(SERIES_COL_NAME, CStringGetTextDatum(name), series))
+		return false;
+	/* reading may have processed an invalidation that emptied the cache */
+	if (cache != NULL && series_cache == cache)
+	{
+		entry = hash_search(cache, name, HASH_ENTER, &found);
+		entry->generation = generation;
+		entry->series = *series;
+	}
+	return true;
 }
 
 /* Same as series_lookup(), by id; used by the sequencer. */
@@ -992,6 +1103,7 @@ create_series(SeriesSettings *settings, SeriesPreset preset, int64 start_at,
 	check_stale_after(stale_after);
 	(void) series_tz(time_zone, NULL);
 	check_may_own(GetUserId(), owner, settings->name);
+	note_written_here();
 	insert_series(settings, preset, start_at, stale_after, time_zone, owner);
 }
 

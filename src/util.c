@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -253,13 +254,39 @@ invoice_seq_result_desc(FunctionCallInfo fcinfo)
 	return BlessTupleDesc(desc);
 }
 
+/*
+ * invoice_seq.ledger_entry's OID, kept from one call to the next: every
+ * number asks for it several times.  A relcache invalidation of the table
+ * (DROP EXTENSION, or the rollback of the CREATE EXTENSION that made it)
+ * or of every table forgets it.
+ */
+static Oid	ledger_relid = InvalidOid;
+
+static void
+forget_ledger_relid(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == ledger_relid)
+		ledger_relid = InvalidOid;
+}
+
 /* The OID of invoice_seq.ledger_entry, or InvalidOid if there is none. */
 Oid
 invoice_seq_ledger_relid(void)
 {
-	Oid			nspid = get_namespace_oid("invoice_seq", true);
+	static bool callback_registered = false;
+	Oid			nspid;
 
-	return OidIsValid(nspid) ? get_relname_relid("ledger_entry", nspid) : InvalidOid;
+	if (OidIsValid(ledger_relid))
+		return ledger_relid;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_ledger_relid, (Datum) 0);
+		callback_registered = true;
+	}
+	nspid = get_namespace_oid("invoice_seq", true);
+	ledger_relid = OidIsValid(nspid) ? get_relname_relid("ledger_entry", nspid) :
+		InvalidOid;
+	return ledger_relid;
 }
 
 static const char *const entry_status_names[] = {
