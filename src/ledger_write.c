@@ -47,6 +47,7 @@
 #include "invoice_seq.h"
 #include "ledger_write.h"
 #include "pg_version_compat.h"
+#include "util.h"
 
 #ifdef USE_ASSERT_CHECKING
 /* The rules of invoice_seq.ledger_entry's NOT NULL and CHECK constraints. */
@@ -56,7 +57,7 @@ entry_row_valid(const Datum *values, const bool *isnull)
 	static const int not_null[] = {ENTRY_ATT_SERIES_ID, ENTRY_ATT_PERIOD,
 		ENTRY_ATT_INVOICE_NO, ENTRY_ATT_DISPLAY_NO, ENTRY_ATT_STATUS,
 	ENTRY_ATT_RESERVED_AT, ENTRY_ATT_RESERVED_BY};
-	char	   *status;
+	EntryStatus status;
 	bool		issued;
 	bool		voided;
 
@@ -65,11 +66,10 @@ entry_row_valid(const Datum *values, const bool *isnull)
 			return false;
 	if (DatumGetInt64(values[ENTRY_ATT_INVOICE_NO - 1]) < 1)
 		return false;
-	status = TextDatumGetCString(values[ENTRY_ATT_STATUS - 1]);
-	issued = strcmp(status, "issued") == 0;
-	voided = strcmp(status, "voided") == 0;
-	if (!issued && !voided && strcmp(status, "reserved") != 0)
-		return false;
+	/* an unknown status is an error of its own (parse_entry_status) */
+	status = parse_entry_status(TextDatumGetCString(values[ENTRY_ATT_STATUS - 1]));
+	issued = (status == ENTRY_ISSUED);
+	voided = (status == ENTRY_VOIDED);
 	if (issued != !isnull[ENTRY_ATT_CONFIRMED_AT - 1])
 		return false;
 	if (voided != (!isnull[ENTRY_ATT_VOIDED_AT - 1] &&

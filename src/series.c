@@ -32,11 +32,10 @@
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
-#include "utils/inval.h"
 #include "utils/hsearch.h"
-#include "utils/memutils.h"
-#include "access/xact.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "common/hashfn.h"
 
